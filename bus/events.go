@@ -1,0 +1,62 @@
+// Package bus carries coupond's events: rows of the store's outbox relayed to
+// NATS JetStream, embedded in-process by default or external by URL. An event
+// is published at least once; the outbox id is its JetStream message id, so
+// JetStream drops a re-publication inside its duplicate window and consumers
+// drop the rest by id.
+package bus
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Event types. The subject of an event is SubjectPrefix + its type.
+const (
+	TypeBatchPublished = "batch.published"
+	TypeBatchPaused    = "batch.paused"
+	TypeBatchResumed   = "batch.resumed"
+	TypeBatchEnded     = "batch.ended"
+	TypeClaimCreated   = "claim.created"
+)
+
+// SubjectPrefix starts the subject of every event.
+const SubjectPrefix = "coupond."
+
+// Envelope is the JSON body of every message on the bus.
+type Envelope struct {
+	ID          int64           `json:"id"`           // outbox id; also the Nats-Msg-Id header
+	Type        string          `json:"type"`         // e.g. claim.created
+	AggregateID string          `json:"aggregate_id"` // the batch or claim the event is about
+	OccurredAt  time.Time       `json:"occurred_at"`  // UTC
+	Data        json.RawMessage `json:"data"`         // one of the payloads below
+}
+
+// Subject returns the NATS subject of the envelope.
+func (e *Envelope) Subject() string { return SubjectPrefix + e.Type }
+
+// BatchStatusChanged is the data of batch.published, batch.paused,
+// batch.resumed and batch.ended.
+type BatchStatusChanged struct {
+	BatchID        string    `json:"batch_id"`
+	MerchantID     string    `json:"merchant_id,omitempty"`
+	Status         string    `json:"status"`      // the new status
+	From           string    `json:"from_status"` // the status before
+	TotalQuantity  int64     `json:"total_quantity"`
+	GeneratedCount int64     `json:"generated_count"`
+	At             time.Time `json:"at"`
+}
+
+// ClaimCreated is the data of claim.created.
+type ClaimCreated struct {
+	ClaimID    string    `json:"claim_id"`
+	BatchID    string    `json:"batch_id"`
+	MerchantID string    `json:"merchant_id,omitempty"`
+	UserID     string    `json:"user_id"`
+	Code       string    `json:"code"`
+	Amount     int64     `json:"amount"`
+	Platform   string    `json:"platform,omitempty"`
+	Channel    string    `json:"channel,omitempty"`
+	ValidFrom  time.Time `json:"valid_from"`
+	ValidTo    time.Time `json:"valid_to"`
+	ClaimedAt  time.Time `json:"claimed_at"`
+}

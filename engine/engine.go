@@ -1,0 +1,138 @@
+// Package engine defines the hot path in front of the store: per-batch code
+// pools, per-user counters and idempotency keys, behind one interface with an
+// in-memory implementation (engine/memory) for a single node and a Redis one
+// for several. An engine holds nothing the store cannot rebuild.
+package engine
+
+import (
+	"context"
+	"errors"
+
+	"github.com/coupond/coupond/coupon"
+)
+
+// Errors of the engine. ErrSoldOut, ErrLimitReached and ErrNotClaimable are
+// the domain's sentinels, so they reach the API unchanged.
+var (
+	ErrSoldOut      = coupon.ErrSoldOut
+	ErrLimitReached = coupon.ErrLimitReached
+	ErrNotClaimable = coupon.ErrNotClaimable
+	// ErrUnknownBatch means the engine holds no state for the batch (never
+	// loaded, or lost with a restart of Redis): load it from the store with
+	// Rebuild, then retry.
+	ErrUnknownBatch = errors.New("engine: batch not loaded")
+)
+
+// Engine is the hot path of claims. All methods are safe for concurrent use
+// by many goroutines and, for shared implementations, many processes.
+//
+// Every method acting on one batch is atomic with respect to every other
+// method acting on the same batch: no caller ever sees a half-done step.
+type Engine interface {
+	// Claim is the one atomic claim step for a batch, in this order:
+	//  1. the batch is unknown: ErrUnknownBatch; not active: ErrNotClaimable;
+	//  2. IdempotencyKey (if not empty) was seen for this user and batch:
+	//     return the earlier result with Replayed set, changing nothing;
+	//  3. the user holds PerUserLimit claims: ErrLimitReached;
+	//  4. the pool is empty: ErrSoldOut;
+	//  5. pop the next code; give the user the smallest free sequence number
+	//     in 1..limit; remember the key with ClaimID and the code.
+	Claim(ctx context.Context, p ClaimParams) (ClaimResult, error)
+
+	// Undo reverses a Claim whose claim row was never committed. It pushes the
+	// code back to the pool (unless KeepCode), frees the user's sequence
+	// number (unless KeepSeq) and forgets the idempotency key. Call it at
+	// most once per Claim: a second call would put the code in the pool twice.
+	Undo(ctx context.Context, p UndoParams) error
+
+	// SetBatch records whether a batch is claimable and its per-user limit.
+	// It fails with ErrUnknownBatch if the batch was never loaded.
+	SetBatch(ctx context.Context, s BatchState) error
+
+	// AddCodes appends codes to the pool of a loaded batch.
+	AddCodes(ctx context.Context, batchID string, codes []PoolCode) error
+
+	// Rebuild replaces all state of a batch with the snapshot: the pool, each
+	// user's taken sequence numbers, the idempotency keys, the batch state.
+	Rebuild(ctx context.Context, snap Snapshot) error
+
+	// Stats returns live figures of a loaded batch.
+	Stats(ctx context.Context, batchID string) (BatchStats, error)
+
+	// Close releases the engine's resources.
+	Close() error
+}
+
+// ClaimParams asks for one claim.
+type ClaimParams struct {
+	BatchID        string
+	UserID         string
+	IdempotencyKey string // optional
+	ClaimID        string // remembered with the key, returned to replays
+}
+
+// ClaimResult is the outcome of a claim step.
+type ClaimResult struct {
+	Code    string
+	Amount  int64
+	Seq     int    // the user's sequence number for this claim, 1..limit
+	ClaimID string // for a replay, the ClaimID of the first request
+	// Replayed says the idempotency key was seen before: Code and ClaimID
+	// are those of the first request and nothing changed.
+	Replayed bool
+}
+
+// UndoParams reverses one Claim.
+type UndoParams struct {
+	BatchID        string
+	UserID         string
+	IdempotencyKey string
+	Code           string
+	Amount         int64
+	Seq            int
+	KeepCode       bool // the code is not to go back to the pool (the store holds it)
+	KeepSeq        bool // the sequence number stays taken (the store holds it)
+}
+
+// PoolCode is a code ready to be claimed.
+type PoolCode struct {
+	Code   string
+	Amount int64
+}
+
+// BatchState is what the claim step needs to know of a batch.
+type BatchState struct {
+	BatchID      string
+	Active       bool
+	PerUserLimit int
+}
+
+// UserSeqs lists the sequence numbers a user holds in a batch.
+type UserSeqs struct {
+	UserID string
+	Seqs   []int
+}
+
+// KeyEntry is a remembered idempotency key.
+type KeyEntry struct {
+	UserID  string
+	Key     string
+	ClaimID string
+	Code    string
+	Amount  int64
+	Seq     int
+}
+
+// Snapshot is a batch's engine state as read from the store.
+type Snapshot struct {
+	Batch BatchState
+	Pool  []PoolCode
+	Users []UserSeqs
+	Keys  []KeyEntry
+}
+
+// BatchStats are live figures of a batch in the engine.
+type BatchStats struct {
+	PoolDepth int64 // codes ready to be claimed
+	Claimed   int64 // claims handed out and not undone
+}

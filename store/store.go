@@ -1,0 +1,149 @@
+// Package store defines the source of truth of coupond: batches, rules,
+// codes, claims and the transactional outbox, behind one interface with a
+// SQLite implementation (store/sqlite, the default) and a PostgreSQL one.
+// Both pass the conformance suite in store/storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/coupond/coupond/coupon"
+)
+
+// Errors of the store. Driver errors never leave an implementation: they
+// are translated to these (wrapped with %w) or to the domain's sentinels.
+var (
+	ErrNotFound = coupon.ErrNotFound
+	// ErrTotalExceeded: adding the codes would take the batch past its total.
+	ErrTotalExceeded = errors.New("store: generated count would exceed the total quantity")
+	// ErrStatus: the batch is not in one of the statuses a change starts from.
+	ErrStatus = errors.New("store: batch status does not allow this change")
+	// Per-row outcomes of InsertClaims, each a constraint of the claims table.
+	ErrCodeClaimed = errors.New("store: code already claimed")
+	ErrSeqTaken    = errors.New("store: user sequence number already taken")
+	ErrKeyUsed     = errors.New("store: idempotency key already used")
+	ErrUnknownCode = errors.New("store: code does not belong to the batch")
+	ErrOverLimit   = errors.New("store: user sequence number beyond the per-user limit")
+)
+
+// Store is the source of truth. It is safe for concurrent use. Every state
+// change that is an event writes its outbox row in the same transaction.
+type Store interface {
+	// CreateBatch inserts a new batch with its rules. b.ID is set by the caller.
+	CreateBatch(ctx context.Context, b *coupon.Batch) error
+	// GetBatch returns a batch with its rules, or ErrNotFound.
+	GetBatch(ctx context.Context, id string) (*coupon.Batch, error)
+	// ListBatches returns batches newest first, after filter.Cursor (an ID).
+	ListBatches(ctx context.Context, f BatchFilter) ([]*coupon.Batch, error)
+	// SetBatchStatus moves a batch from one of p.From to p.To and writes
+	// p.Event to the outbox, atomically. ErrStatus if the batch is in no
+	// status of p.From; ErrNotFound if there is no such batch.
+	SetBatchStatus(ctx context.Context, p SetBatchStatus) (*coupon.Batch, error)
+	// ClaimedCount counts the claims of a batch.
+	ClaimedCount(ctx context.Context, batchID string) (int64, error)
+
+	// AddCodes inserts codes into a batch (assigning their Seq) and raises
+	// its generated count and amount in the same transaction, in a statement
+	// that refuses to pass the total: ErrTotalExceeded, nothing inserted. A
+	// code that exists already (in any batch) is skipped; the codes inserted
+	// are returned, in order.
+	AddCodes(ctx context.Context, batchID string, codes []coupon.Code) ([]coupon.Code, error)
+	// GetCode returns a code with its derived status, or ErrNotFound.
+	GetCode(ctx context.Context, code string) (*coupon.Code, error)
+
+	// Snapshot reads, in one consistent read, what the engine needs to
+	// rebuild a batch: unclaimed codes in generation order, each user's
+	// sequence numbers and the remembered idempotency keys.
+	Snapshot(ctx context.Context, batchID string) (*BatchSnapshot, error)
+
+	// InsertClaims writes claims, each with its outbox event, in one
+	// transaction (group commit), and returns one outcome per claim: nil, or
+	// ErrCodeClaimed, ErrSeqTaken, ErrKeyUsed, ErrUnknownCode, ErrOverLimit
+	// for a row a constraint refused (the others are still written). If the
+	// transaction fails, every outcome is that error and nothing is written.
+	InsertClaims(ctx context.Context, writes []ClaimWrite) []error
+	// GetClaim returns a claim, or ErrNotFound.
+	GetClaim(ctx context.Context, id string) (*coupon.Claim, error)
+	// ListUserClaims returns a user's claims ordered by expiry (valid_to, id).
+	ListUserClaims(ctx context.Context, f UserClaimFilter) ([]*coupon.Claim, error)
+
+	// PendingEvents returns up to limit unpublished outbox rows, oldest first.
+	PendingEvents(ctx context.Context, limit int) ([]Event, error)
+	// MarkPublished records that the events were published.
+	MarkPublished(ctx context.Context, ids []int64, at time.Time) error
+
+	// Close releases the store.
+	Close() error
+}
+
+// BatchFilter selects batches for ListBatches.
+type BatchFilter struct {
+	Status     coupon.Status // empty: any
+	MerchantID string        // empty: any
+	Cursor     string        // list batches with an ID below this one
+	Limit      int
+}
+
+// SetBatchStatus is one status change of a batch.
+type SetBatchStatus struct {
+	ID    string
+	From  []coupon.Status
+	To    coupon.Status
+	At    time.Time
+	Event *Event // optional
+}
+
+// UserClaimFilter selects a user's claims for ListUserClaims.
+type UserClaimFilter struct {
+	UserID string
+	// Status filters by effective status as of Now: an available claim whose
+	// validity has ended counts as expired. Empty: any.
+	Status coupon.ClaimStatus
+	Now    time.Time
+	// After is the keyset cursor: claims after (ValidTo, ID) in that order.
+	AfterValidTo time.Time
+	AfterID      string
+	Limit        int
+}
+
+// ClaimWrite is one claim and its event, for InsertClaims.
+type ClaimWrite struct {
+	Claim *coupon.Claim
+	Event Event
+}
+
+// Event is one outbox row: a state change to publish on the bus.
+type Event struct {
+	ID          int64           // assigned by the store
+	Type        string          // e.g. claim.created
+	AggregateID string          // the batch, claim, … the event is about
+	Payload     json.RawMessage // the event's data, JSON
+	CreatedAt   time.Time
+}
+
+// BatchSnapshot is a batch's state for an engine rebuild.
+type BatchSnapshot struct {
+	Batch *coupon.Batch
+	Pool  []PoolCode
+	Users map[string][]int // user → taken sequence numbers
+	Keys  []KeyRecord
+}
+
+// PoolCode is an unclaimed code.
+type PoolCode struct {
+	Code   string
+	Amount int64
+}
+
+// KeyRecord is a claim made with an idempotency key.
+type KeyRecord struct {
+	UserID  string
+	Key     string
+	ClaimID string
+	Code    string
+	Amount  int64
+	Seq     int
+}
