@@ -108,18 +108,26 @@ func ParseCode(s string) (string, error) {
 	return string(out), nil
 }
 
-// checkChar computes the Luhn mod 32 check character of a canonical code
-// body. It catches every single-character error and every transposition of
-// two adjacent characters.
+// checkChar computes the check character of a canonical code body with the
+// Damm algorithm over GF(32): the quasigroup x∘y = 2·x + y is totally
+// anti-symmetric, so the check catches every single-character error and
+// every swap of two adjacent characters (Luhn mod 32 misses some swaps, 0
+// and Z for one).
 func checkChar(body []byte) byte {
-	const n = 32
-	factor, sum := 2, 0
-	for i := len(body) - 1; i >= 0; i-- {
-		addend := factor * int(crockfordValue[body[i]])
-		factor = 3 - factor
-		sum += addend/n + addend%n
+	var interim byte
+	for _, c := range body {
+		interim = gf32Double(interim) ^ byte(crockfordValue[c])
 	}
-	return crockford[(n-sum%n)%n]
+	return crockford[gf32Double(interim)]
+}
+
+// gf32Double multiplies by x in GF(2⁵) modulo x⁵ + x² + 1.
+func gf32Double(v byte) byte {
+	v <<= 1
+	if v&0x20 != 0 {
+		v ^= 0x25
+	}
+	return v
 }
 
 func fieldError(field, reason string) *Error {

@@ -43,20 +43,30 @@ type Engine interface {
 	// code back to the pool (unless KeepCode), frees the user's sequence
 	// number (unless KeepSeq) and forgets the idempotency key. Call it at
 	// most once per Claim: a second call would put the code in the pool twice.
+	// The code goes back to the head of the pool, so it is handed out next;
+	// a sequence number the user does not hold is ignored. ErrUnknownBatch
+	// if the batch is not loaded: a Rebuild from the store cannot contain
+	// the uncommitted claim, so there is nothing to undo.
 	Undo(ctx context.Context, p UndoParams) error
 
 	// SetBatch records whether a batch is claimable and its per-user limit.
-	// It fails with ErrUnknownBatch if the batch was never loaded.
+	// It fails with ErrUnknownBatch if the batch was never loaded. Lowering
+	// the limit takes nothing back: a user holding the new limit or more is
+	// refused with ErrLimitReached.
 	SetBatch(ctx context.Context, s BatchState) error
 
-	// AddCodes appends codes to the pool of a loaded batch.
+	// AddCodes appends codes to the pool of a loaded batch; ErrUnknownBatch
+	// if it was never loaded.
 	AddCodes(ctx context.Context, batchID string, codes []PoolCode) error
 
 	// Rebuild replaces all state of a batch with the snapshot: the pool, each
 	// user's taken sequence numbers, the idempotency keys, the batch state.
+	// It creates the batch if it is unknown. Sequence numbers below 1 are
+	// ignored; a user's free numbers are those missing below the highest held.
 	Rebuild(ctx context.Context, snap Snapshot) error
 
-	// Stats returns live figures of a loaded batch.
+	// Stats returns live figures of a loaded batch; ErrUnknownBatch if it
+	// was never loaded.
 	Stats(ctx context.Context, batchID string) (BatchStats, error)
 
 	// Close releases the engine's resources.
@@ -134,5 +144,7 @@ type Snapshot struct {
 // BatchStats are live figures of a batch in the engine.
 type BatchStats struct {
 	PoolDepth int64 // codes ready to be claimed
-	Claimed   int64 // claims handed out and not undone
+	// Claimed counts claims handed out and not undone: every Undo lowers it
+	// by one; Rebuild sets it to the number of sequence numbers in the snapshot.
+	Claimed int64
 }

@@ -1,0 +1,169 @@
+package enginetest
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/coupond/coupond/engine"
+)
+
+// model is the engine contract written as plainly as possible, one batch,
+// no concurrency. testModel runs random operations against it and an engine
+// side by side and requires the same answers.
+type model struct {
+	active  bool
+	limit   int
+	pool    []engine.PoolCode // next code first
+	users   map[string]map[int]bool
+	keys    map[[2]string]engine.KeyEntry
+	claimed int64
+}
+
+func (m *model) claim(p engine.ClaimParams) (engine.ClaimResult, error) {
+	if !m.active {
+		return engine.ClaimResult{}, engine.ErrNotClaimable
+	}
+	if p.IdempotencyKey != "" {
+		if k, ok := m.keys[[2]string{p.UserID, p.IdempotencyKey}]; ok {
+			return engine.ClaimResult{Code: k.Code, Amount: k.Amount, Seq: k.Seq, ClaimID: k.ClaimID, Replayed: true}, nil
+		}
+	}
+	seqs := m.users[p.UserID]
+	if len(seqs) >= m.limit {
+		return engine.ClaimResult{}, engine.ErrLimitReached
+	}
+	if len(m.pool) == 0 {
+		return engine.ClaimResult{}, engine.ErrSoldOut
+	}
+	c := m.pool[0]
+	m.pool = m.pool[1:]
+	seq := 1
+	for seqs[seq] {
+		seq++
+	}
+	if seqs == nil {
+		seqs = make(map[int]bool)
+		m.users[p.UserID] = seqs
+	}
+	seqs[seq] = true
+	if p.IdempotencyKey != "" {
+		m.keys[[2]string{p.UserID, p.IdempotencyKey}] = engine.KeyEntry{
+			UserID: p.UserID, Key: p.IdempotencyKey, ClaimID: p.ClaimID, Code: c.Code, Amount: c.Amount, Seq: seq,
+		}
+	}
+	m.claimed++
+	return engine.ClaimResult{Code: c.Code, Amount: c.Amount, Seq: seq, ClaimID: p.ClaimID}, nil
+}
+
+func (m *model) undo(p engine.UndoParams) {
+	if !p.KeepCode {
+		m.pool = append([]engine.PoolCode{{Code: p.Code, Amount: p.Amount}}, m.pool...)
+	}
+	if !p.KeepSeq {
+		delete(m.users[p.UserID], p.Seq)
+	}
+	delete(m.keys, [2]string{p.UserID, p.IdempotencyKey})
+	if m.claimed > 0 {
+		m.claimed--
+	}
+}
+
+// snapshot returns the model's state for Rebuild and, as Rebuild does,
+// resets Claimed to the number of sequence numbers held.
+func (m *model) snapshot(batchID string) engine.Snapshot {
+	s := engine.Snapshot{
+		Batch: engine.BatchState{BatchID: batchID, Active: m.active, PerUserLimit: m.limit},
+		Pool:  slices.Clone(m.pool),
+	}
+	m.claimed = 0
+	for user, seqs := range m.users {
+		u := engine.UserSeqs{UserID: user}
+		for seq := range seqs {
+			u.Seqs = append(u.Seqs, seq)
+		}
+		s.Users = append(s.Users, u)
+		m.claimed += int64(len(seqs))
+	}
+	for _, k := range m.keys {
+		s.Keys = append(s.Keys, k)
+	}
+	return s
+}
+
+// testModel checks random sequences of every operation against the model:
+// claims of a few users with a few keys, undos with and without KeepCode and
+// KeepSeq, limit changes, pauses, AddCodes and Rebuilds from the model.
+func testModel(t *testing.T, e engine.Engine) {
+	for seed := range uint64(4) {
+		t.Run("seed"+strconv.FormatUint(seed, 10), func(t *testing.T) {
+			t.Parallel()
+			runModel(t, e, seed)
+		})
+	}
+}
+
+func runModel(t *testing.T, e engine.Engine, seed uint64) {
+	const steps = 2000
+	ctx := t.Context()
+	rnd := rand.New(rand.NewPCG(seed, 0))
+	id := newBatchID()
+	m := &model{active: true, limit: 2, users: map[string]map[int]bool{}, keys: map[[2]string]engine.KeyEntry{}}
+	m.pool = codes("M", 5)
+	require.NoError(t, e.Rebuild(ctx, m.snapshot(id)))
+
+	type heldClaim struct {
+		user, key string
+		res       engine.ClaimResult
+	}
+	var heldClaims []heldClaim
+	nextCode := 0
+	for step := range steps {
+		switch op := rnd.IntN(100); {
+		case op < 55:
+			p := engine.ClaimParams{
+				BatchID: id, UserID: "u" + strconv.Itoa(rnd.IntN(6)), ClaimID: "c" + strconv.Itoa(step),
+			}
+			if rnd.IntN(3) > 0 {
+				p.IdempotencyKey = "k" + strconv.Itoa(rnd.IntN(8))
+			}
+			want, wantErr := m.claim(p)
+			got, err := e.Claim(ctx, p)
+			require.ErrorIs(t, err, wantErr, "step %d: claim %+v", step, p)
+			require.Equal(t, want, got, "step %d: claim %+v", step, p)
+			if err == nil && !got.Replayed {
+				heldClaims = append(heldClaims, heldClaim{user: p.UserID, key: p.IdempotencyKey, res: got})
+			}
+		case op < 75:
+			if len(heldClaims) == 0 {
+				continue
+			}
+			i := rnd.IntN(len(heldClaims))
+			h := heldClaims[i]
+			heldClaims = slices.Delete(heldClaims, i, i+1)
+			p := engine.UndoParams{
+				BatchID: id, UserID: h.user, IdempotencyKey: h.key, Code: h.res.Code, Amount: h.res.Amount, Seq: h.res.Seq,
+				KeepCode: rnd.IntN(5) == 0, KeepSeq: rnd.IntN(5) == 0,
+			}
+			m.undo(p)
+			require.NoError(t, e.Undo(ctx, p), "step %d: undo %+v", step, p)
+		case op < 83:
+			m.active, m.limit = rnd.IntN(8) > 0, rnd.IntN(5)
+			require.NoError(t, e.SetBatch(ctx, engine.BatchState{BatchID: id, Active: m.active, PerUserLimit: m.limit}))
+		case op < 97:
+			more := make([]engine.PoolCode, rnd.IntN(4))
+			for i := range more {
+				nextCode++
+				more[i] = engine.PoolCode{Code: "N-" + strconv.Itoa(nextCode), Amount: int64(nextCode)}
+			}
+			m.pool = append(m.pool, more...)
+			require.NoError(t, e.AddCodes(ctx, id, more))
+		default:
+			require.NoError(t, e.Rebuild(ctx, m.snapshot(id)), "step %d: rebuild", step)
+		}
+		require.Equal(t, engine.BatchStats{PoolDepth: int64(len(m.pool)), Claimed: m.claimed}, stats(t, e, id), "step %d", step)
+	}
+}
