@@ -1,0 +1,174 @@
+// Package app assembles a whole coupond process from its configuration: the
+// store, the engine, the bus, the service, the workers and the HTTP server.
+// cmd/coupond is a thin shell around it, and tests boot the whole service on
+// 127.0.0.1:0 with a temporary data directory.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/coupond/coupond/bus"
+	"github.com/coupond/coupond/config"
+	"github.com/coupond/coupond/engine/memory"
+	"github.com/coupond/coupond/groupcommit"
+	"github.com/coupond/coupond/httpapi"
+	"github.com/coupond/coupond/service"
+	"github.com/coupond/coupond/store/sqlite"
+	"github.com/coupond/coupond/worker"
+)
+
+// Version is set at build time with -ldflags "-X github.com/coupond/coupond/app.Version=…".
+var Version = "dev"
+
+// App is one coupond process.
+type App struct {
+	cfg    config.Config
+	log    *slog.Logger
+	stderr io.Writer
+
+	Store   *sqlite.Store
+	Engine  *memory.Engine
+	Bus     *bus.Bus
+	Service *service.Service
+	relay   *worker.OutboxRelay
+
+	ln  net.Listener
+	srv *http.Server
+}
+
+// New returns an App that Run will start. stderr receives the one line that
+// shows a generated admin token.
+func New(cfg config.Config, log *slog.Logger, stderr io.Writer) *App {
+	return &App{cfg: cfg, log: log, stderr: stderr}
+}
+
+// Run opens the backends, loads the engine from the store, starts the
+// workers and begins serving HTTP. It returns once the service accepts
+// requests; Close stops it. On error everything opened is closed again.
+func (a *App) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if a.cfg.AdminToken == "" {
+		a.cfg.AdminToken = newToken()
+		fmt.Fprintf(a.stderr, "coupond: COUPOND_ADMIN_TOKEN is not set; this run's admin token is %s\n", a.cfg.AdminToken)
+	}
+
+	a.Store, err = sqlite.Open(ctx, sqlite.Config{
+		Path:        filepath.Join(a.cfg.DataDir, "coupond.db"),
+		Synchronous: a.cfg.SQLite.Synchronous,
+		Logger:      a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	a.Engine = memory.New()
+	a.Bus, err = bus.Open(ctx, bus.Config{
+		URL:      a.cfg.NATS.URL,
+		StoreDir: filepath.Join(a.cfg.DataDir, "nats"),
+		Listen:   a.cfg.NATS.Listen,
+	}, a.log)
+	if err != nil {
+		return fmt.Errorf("open bus: %w", err)
+	}
+	a.relay = worker.NewOutboxRelay(worker.OutboxRelayConfig{Store: a.Store, Publisher: a.Bus, Logger: a.log})
+	a.Service = service.New(service.Config{
+		Store:       a.Store,
+		Engine:      a.Engine,
+		Logger:      a.log,
+		GroupCommit: groupcommit.Config{MaxBatch: a.cfg.GroupCommit.MaxBatch},
+		OnCommit:    a.relay.Notify,
+	})
+	if err := a.Service.LoadEngine(ctx); err != nil {
+		return fmt.Errorf("load engine: %w", err)
+	}
+	if err := a.relay.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start outbox relay: %w", err)
+	}
+
+	a.ln, err = net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	a.srv = &http.Server{
+		Handler: httpapi.New(httpapi.Config{
+			Service: a.Service, AdminToken: a.cfg.AdminToken, Logger: a.log, Version: Version,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server stopped", "err", err)
+		}
+	}()
+	a.log.Info("coupond serving", "addr", a.ln.Addr().String(), "data_dir", a.cfg.DataDir, "version", Version)
+	return nil
+}
+
+// URL is the base URL the service listens on.
+func (a *App) URL() string { return "http://" + a.ln.Addr().String() }
+
+// AdminToken is the bearer token of /v1.
+func (a *App) AdminToken() string { return a.cfg.AdminToken }
+
+// Close shuts down in order: stop accepting and finish in-flight requests,
+// write the claims still queued, relay the outbox, then close the backends.
+// It is safe to call twice.
+func (a *App) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if a.srv != nil {
+		if err := a.srv.Shutdown(ctx); err != nil {
+			a.log.Warn("http shutdown", "err", err)
+		}
+	}
+	if a.Service != nil {
+		a.Service.Close()
+	}
+	if a.relay != nil {
+		if err := a.relay.Flush(ctx); err != nil {
+			a.log.Warn("outbox flush on shutdown", "err", err)
+		}
+		a.relay.Stop()
+	}
+	if a.Bus != nil {
+		if err := a.Bus.Close(); err != nil {
+			a.log.Warn("bus close", "err", err)
+		}
+	}
+	if a.Engine != nil {
+		_ = a.Engine.Close()
+	}
+	if a.Store != nil {
+		if err := a.Store.Close(); err != nil {
+			a.log.Warn("store close", "err", err)
+		}
+	}
+	a.srv, a.Service, a.relay, a.Bus, a.Engine, a.Store = nil, nil, nil, nil, nil, nil
+}
+
+func newToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/coupond/coupond/loadgen"
+)
+
+func runLoadgen(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("coupond loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg loadgen.Config
+	var asJSON bool
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of the service")
+	fs.StringVar(&cfg.Token, "token", getenv(environ, "COUPOND_ADMIN_TOKEN"), "bearer token (default $COUPOND_ADMIN_TOKEN)")
+	fs.StringVar(&cfg.BatchID, "batch", "", "batch to claim from; empty: create and publish one of -total codes")
+	fs.Int64Var(&cfg.Total, "total", 1_000_000, "codes in the batch created when -batch is empty")
+	fs.IntVar(&cfg.Concurrency, "c", 64, "requests in flight")
+	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "how long to run")
+	fs.Int64Var(&cfg.Requests, "n", 0, "stop after this many requests (0: no limit)")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	cfg.Progress = stderr
+	r, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "coupond loadgen:", err)
+		return 1
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+	} else {
+		r.Format(stdout)
+	}
+	if r.Requests == 0 {
+		return 1
+	}
+	return 0
+}
+
+func getenv(environ []string, key string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}

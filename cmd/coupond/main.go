@@ -1,0 +1,123 @@
+// Command coupond runs the coupond service and its tools.
+//
+//	coupond serve     run the service
+//	coupond migrate   apply the store's migrations and exit
+//	coupond loadgen   drive a running coupond with flash-sale claims
+//	coupond version   print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/coupond/coupond/app"
+	"github.com/coupond/coupond/config"
+	"github.com/coupond/coupond/store/sqlite"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+const usage = `usage: coupond <command> [flags]
+
+commands:
+  serve     run the service (defaults: SQLite in ./data, in-memory engine, embedded NATS)
+  migrate   apply the store's migrations and exit
+  loadgen   drive a running coupond with flash-sale claims and report
+  version   print the version
+
+Run "coupond <command> -h" for the flags of a command. Every flag can also be
+set with its COUPOND_* environment variable.
+`
+
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "coupond", app.Version)
+		return 0
+	case "loadgen":
+		return runLoadgen(ctx, args, environ, stdout, stderr)
+	case "serve", "migrate":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "coupond: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+
+	fs := flag.NewFlagSet("coupond "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, warnings, err := config.Load(fs, args, environ)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "coupond:", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+
+	switch cmd {
+	case "migrate":
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			log.Error("data dir", "err", err)
+			return 1
+		}
+		if err := sqlite.Migrate(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "coupond.db"), Logger: log}); err != nil {
+			log.Error("migrate", "err", err)
+			return 1
+		}
+		log.Info("migrations applied", "data_dir", cfg.DataDir)
+		return 0
+	default: // serve
+		a := app.New(cfg, log, stderr)
+		if err := a.Run(ctx); err != nil {
+			log.Error("start", "err", err)
+			return 1
+		}
+		<-ctx.Done()
+		log.Info("shutting down")
+		a.Close()
+		return 0
+	}
+}
+
+// newLogger logs readable text to a terminal and JSON elsewhere, unless told.
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	format := cfg.Log.Format
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -1,0 +1,130 @@
+// Package config is coupond's one typed configuration tree, filled from
+// defaults, then COUPOND_* environment variables, then command-line flags.
+// The defaults run with no setup: SQLite in ./data, the in-memory engine and
+// an embedded NATS server.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a coupond process.
+type Config struct {
+	Addr       string // HTTP listen address
+	DataDir    string // SQLite database and embedded NATS storage
+	AdminToken string // bearer token of /v1; generated per run when empty
+
+	Log struct {
+		Format string // auto (text on a terminal, else json), text, json
+		Level  string // debug, info, warn, error
+	}
+	SQLite struct {
+		Synchronous string // full or normal
+	}
+	GroupCommit struct {
+		MaxBatch int // claims per transaction; 1 turns group commit off
+	}
+	NATS struct {
+		URL    string // external NATS; empty starts an embedded server
+		Listen string // host:port for the embedded server to listen on; empty: in-process only
+	}
+	ShutdownTimeout time.Duration
+}
+
+// option binds one setting to its flag and environment variable.
+type option struct {
+	flag, env, usage string
+	set              func(string) error
+	def              string
+}
+
+func (c *Config) options() []option {
+	str := func(p *string) func(string) error { return func(s string) error { *p = s; return nil } }
+	num := func(p *int) func(string) error {
+		return func(s string) error {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("not an integer: %q", s)
+			}
+			*p = n
+			return nil
+		}
+	}
+	dur := func(p *time.Duration) func(string) error {
+		return func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return fmt.Errorf("not a duration: %q", s)
+			}
+			*p = d
+			return nil
+		}
+	}
+	oneOf := func(p *string, allowed ...string) func(string) error {
+		return func(s string) error {
+			for _, a := range allowed {
+				if s == a {
+					*p = s
+					return nil
+				}
+			}
+			return fmt.Errorf("must be one of %s, not %q", strings.Join(allowed, ", "), s)
+		}
+	}
+	return []option{
+		{"addr", "COUPOND_ADDR", "HTTP listen address", str(&c.Addr), "127.0.0.1:8080"},
+		{"data-dir", "COUPOND_DATA_DIR", "directory of the SQLite database and embedded NATS storage", str(&c.DataDir), "./data"},
+		{"admin-token", "COUPOND_ADMIN_TOKEN", "bearer token for /v1 (prefer the environment variable; generated per run when empty)", str(&c.AdminToken), ""},
+		{"log-format", "COUPOND_LOG_FORMAT", "auto, text or json", oneOf(&c.Log.Format, "auto", "text", "json"), "auto"},
+		{"log-level", "COUPOND_LOG_LEVEL", "debug, info, warn or error", oneOf(&c.Log.Level, "debug", "info", "warn", "error"), "info"},
+		{"sqlite-synchronous", "COUPOND_SQLITE_SYNCHRONOUS", "SQLite synchronous mode: full (survives power loss) or normal (survives a process crash)", oneOf(&c.SQLite.Synchronous, "full", "normal"), "full"},
+		{"group-commit-max", "COUPOND_GROUP_COMMIT_MAX", "most claims per transaction; 1 turns group commit off", num(&c.GroupCommit.MaxBatch), "256"},
+		{"nats-url", "COUPOND_NATS_URL", "external NATS server URL; empty starts an embedded one", str(&c.NATS.URL), ""},
+		{"nats-listen", "COUPOND_NATS_LISTEN", "host:port on which the embedded NATS server also accepts TCP clients; empty: none", str(&c.NATS.Listen), ""},
+		{"shutdown-timeout", "COUPOND_SHUTDOWN_TIMEOUT", "how long to finish in-flight work on shutdown", dur(&c.ShutdownTimeout), "30s"},
+	}
+}
+
+// Load fills a Config from defaults, environ (KEY=value pairs) and args, in
+// that order of precedence from low to high. It returns warnings about
+// COUPOND_* variables that name no setting.
+func Load(fs *flag.FlagSet, args, environ []string) (Config, []string, error) {
+	var c Config
+	opts := c.options()
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "COUPOND_") {
+			env[k] = v
+		}
+	}
+	for _, o := range opts {
+		val := o.def
+		if v, ok := env[o.env]; ok {
+			val = v
+			delete(env, o.env)
+		}
+		if err := o.set(val); err != nil {
+			return c, nil, fmt.Errorf("%s: %w", o.env, err)
+		}
+		fs.Func(o.flag, o.usage+" (env "+o.env+", default "+strconv.Quote(o.def)+")", o.set)
+	}
+	var warnings []string
+	for k := range env {
+		if !strings.HasPrefix(k, "COUPOND_TEST_") {
+			warnings = append(warnings, "unknown environment variable "+k+" ignored")
+		}
+	}
+	sort.Strings(warnings)
+	if err := fs.Parse(args); err != nil {
+		return c, warnings, err
+	}
+	if c.GroupCommit.MaxBatch < 1 || c.GroupCommit.MaxBatch > 4096 {
+		return c, warnings, fmt.Errorf("group-commit-max must be between 1 and 4096")
+	}
+	return c, warnings, nil
+}

@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/coupond/coupond/coupon"
+	"github.com/coupond/coupond/service"
+)
+
+// ClaimBody asks for a coupon for a user.
+type ClaimBody struct {
+	UserID   string `json:"user_id" minLength:"1" maxLength:"128" doc:"the user the coupon is for"`
+	Phone    string `json:"phone,omitempty" maxLength:"21" doc:"the user's phone number, digits with an optional leading +"`
+	OpenID   string `json:"open_id,omitempty" maxLength:"128" doc:"the user's OpenID"`
+	Platform string `json:"platform,omitempty" maxLength:"32" doc:"platform the claim comes from, e.g. ios, android, web"`
+}
+
+type claimOutput struct {
+	Replayed string `header:"Idempotent-Replayed" doc:"\"true\" when this is the stored answer to an earlier request with the same Idempotency-Key; absent otherwise"`
+	Body     *coupon.Claim
+}
+
+// ClaimList is one page of a user's claims.
+type ClaimList struct {
+	Items      []*coupon.Claim `json:"items"`
+	NextCursor string          `json:"next_cursor,omitempty" doc:"pass as cursor for the next page; absent on the last page"`
+}
+
+func (h *handlers) registerClaims(api huma.API) {
+	huma.Register(api, huma.Operation{
+		OperationID: "claim", Method: http.MethodPost, Path: "/v1/batches/{id}/claims", Tags: []string{"claims"},
+		Summary: "Claim a coupon",
+		Description: "Hands one code of the batch to the user. The answer comes after the claim is durably stored. " +
+			"Refusals: `sold_out`, `limit_reached`, `not_claimable` (window, status or platform), `not_found`. " +
+			"With an `Idempotency-Key`, a retry returns the same claim and never makes a second one.",
+		DefaultStatus: http.StatusCreated, MaxBodyBytes: maxClaimBody,
+	}, func(ctx context.Context, in *struct {
+		ID             string `path:"id" maxLength:"64" doc:"batch id"`
+		IdempotencyKey string `header:"Idempotency-Key" maxLength:"128" doc:"makes retries safe: 1 to 128 printable ASCII characters"`
+		Body           ClaimBody
+	}) (*claimOutput, error) {
+		c, replayed, err := h.svc.Claim(ctx, service.ClaimRequest{
+			BatchID:        in.ID,
+			Claimant:       coupon.Claimant{UserID: in.Body.UserID, Phone: in.Body.Phone, OpenID: in.Body.OpenID, Platform: in.Body.Platform},
+			IdempotencyKey: in.IdempotencyKey,
+		})
+		if err != nil {
+			return nil, problem(err, "body")
+		}
+		out := &claimOutput{Body: c}
+		if replayed {
+			out.Replayed = "true"
+		}
+		return out, nil
+	})
+
+	huma.Register(api, huma.Operation{
+		OperationID: "list-user-claims", Method: http.MethodGet, Path: "/v1/users/{user_id}/claims", Tags: []string{"claims"},
+		Summary: "List a user's coupons", Description: "Ordered by expiry, soonest first; keyset-paginated.",
+	}, func(ctx context.Context, in *struct {
+		UserID string `path:"user_id" maxLength:"128"`
+		Status string `query:"status" enum:"available,locked,used,expired,refunded" doc:"only coupons in this status (as of now)"`
+		Limit  int    `query:"limit" minimum:"1" maximum:"100" default:"20"`
+		Cursor string `query:"cursor" maxLength:"256" doc:"next_cursor of the previous page"`
+	}) (*struct{ Body ClaimList }, error) {
+		cs, next, err := h.svc.UserClaims(ctx, service.UserClaimQuery{UserID: in.UserID, Status: in.Status, Cursor: in.Cursor, Limit: in.Limit})
+		if err != nil {
+			return nil, problem(err, "query")
+		}
+		if cs == nil {
+			cs = []*coupon.Claim{}
+		}
+		return &struct{ Body ClaimList }{ClaimList{Items: cs, NextCursor: next}}, nil
+	})
+
+	huma.Register(api, huma.Operation{
+		OperationID: "get-claim", Method: http.MethodGet, Path: "/v1/claims/{id}", Tags: []string{"claims"},
+		Summary: "Get a claim",
+	}, func(ctx context.Context, in *struct {
+		ID string `path:"id" maxLength:"64"`
+	}) (*struct{ Body *coupon.Claim }, error) {
+		c, err := h.svc.GetClaim(ctx, in.ID)
+		if err != nil {
+			return nil, problem(err, "path")
+		}
+		return &struct{ Body *coupon.Claim }{c}, nil
+	})
+
+	huma.Register(api, huma.Operation{
+		OperationID: "get-code", Method: http.MethodGet, Path: "/v1/codes/{code}", Tags: []string{"codes"},
+		Summary:     "Look a code up",
+		Description: "Accepts a code as a person may type it (any case, hyphens, I/L for 1, O for 0). A code whose check character does not match is refused as invalid without a lookup.",
+	}, func(ctx context.Context, in *struct {
+		Code string `path:"code" maxLength:"80"`
+	}) (*struct{ Body *coupon.Code }, error) {
+		c, err := h.svc.GetCode(ctx, in.Code)
+		if err != nil {
+			return nil, problem(err, "path")
+		}
+		return &struct{ Body *coupon.Code }{c}, nil
+	})
+}

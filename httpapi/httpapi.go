@@ -1,0 +1,118 @@
+// Package httpapi serves coupond's HTTP API: JSON under /v1, described by an
+// OpenAPI 3.1 document at /openapi.json with a docs page at /docs that needs
+// no internet access. Every error is an RFC 9457 problem with a stable code.
+package httpapi
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/coupond/coupond/service"
+)
+
+// Config wires the API.
+type Config struct {
+	Service *service.Service
+	// AdminToken is the bearer token every /v1 call must present.
+	AdminToken string
+	Logger     *slog.Logger
+	Version    string
+}
+
+// Body limits: a claim is a few hundred bytes; a batch with a thousand rules
+// a few hundred kilobytes.
+const (
+	maxClaimBody = 4 << 10
+	maxBatchBody = 512 << 10
+)
+
+// New returns the API's handler.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	hc := huma.DefaultConfig("coupond", cfg.Version)
+	hc.Info.Description = "High-availability coupon and red-envelope service: batches, codes, claims. " +
+		"Every /v1 call needs `Authorization: Bearer <token>`. Money is integer minor units; times are RFC 3339 UTC. " +
+		"Errors are RFC 9457 problem documents with a stable `code`."
+	hc.OpenAPIPath = "/openapi"
+	hc.DocsPath = "" // served below from embedded files: no CDN
+	hc.SchemasPath = ""
+	hc.CreateHooks = nil // no $schema links in bodies
+	hc.RejectUnknownQueryParameters = true
+	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer": {Type: "http", Scheme: "bearer"},
+	}
+	hc.Security = []map[string][]string{{"bearer": {}}}
+	api := humago.New(mux, hc)
+
+	h := &handlers{svc: cfg.Service, log: cfg.Logger}
+	h.registerBatches(api)
+	h.registerClaims(api)
+
+	mux.Handle("GET /docs", docsHandler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(mux, r); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeProblem(w, &Problem{Status: http.StatusMethodNotAllowed, Title: "Method Not Allowed", Code: "method_not_allowed",
+				Detail: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + allow})
+			return
+		}
+		writeProblem(w, &Problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found",
+			Detail: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	return authenticate(cfg.AdminToken, mux)
+}
+
+type handlers struct {
+	svc *service.Service
+	log *slog.Logger
+}
+
+// authenticate guards /v1 with the bearer token.
+func authenticate(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			got := []byte(r.Header.Get("Authorization"))
+			if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="coupond"`)
+				writeProblem(w, &Problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "unauthorized",
+					Detail: "missing or wrong bearer token"})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowed lists the methods that have a route for r's path; the catch-all
+// route hides the mux's own 405 answers, so they are found here.
+func allowed(mux *http.ServeMux, r *http.Request) string {
+	var methods []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			methods = append(methods, m)
+		}
+	}
+	return strings.Join(methods, ", ")
+}
+
+func writeProblem(w http.ResponseWriter, p *Problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}

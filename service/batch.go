@@ -1,0 +1,252 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/coupond/coupond/bus"
+	"github.com/coupond/coupond/coupon"
+	"github.com/coupond/coupond/engine"
+	"github.com/coupond/coupond/store"
+)
+
+// BatchView is a batch with its live counts.
+type BatchView struct {
+	*coupon.Batch
+	ClaimedCount   int64
+	RemainingCount int64 // total quantity − claimed
+	PoolDepth      int64 // codes ready in the engine; 0 when not loaded
+}
+
+// CreateBatch validates spec and stores a new draft batch.
+func (s *Service) CreateBatch(ctx context.Context, spec coupon.BatchSpec) (*BatchView, error) {
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	b := &coupon.Batch{
+		ID:        coupon.NewID(now),
+		BatchSpec: spec,
+		Status:    coupon.StatusDraft,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	if err := s.store.CreateBatch(ctx, b); err != nil {
+		return nil, unavailable("create batch", err)
+	}
+	return &BatchView{Batch: b, RemainingCount: b.TotalQuantity}, nil
+}
+
+// GetBatch returns a batch with its live counts.
+func (s *Service) GetBatch(ctx context.Context, id string) (*BatchView, error) {
+	if !coupon.ValidID(id) {
+		return nil, fmt.Errorf("batch %q: %w", id, coupon.ErrNotFound)
+	}
+	b, err := s.store.GetBatch(ctx, id)
+	if err != nil {
+		return nil, unavailable("get batch", notFound("batch", id, err))
+	}
+	return s.view(ctx, b)
+}
+
+func (s *Service) view(ctx context.Context, b *coupon.Batch) (*BatchView, error) {
+	claimed, err := s.store.ClaimedCount(ctx, b.ID)
+	if err != nil {
+		return nil, unavailable("count claims", err)
+	}
+	v := &BatchView{Batch: b, ClaimedCount: claimed, RemainingCount: b.TotalQuantity - claimed}
+	if st, err := s.engine.Stats(ctx, b.ID); err == nil {
+		v.PoolDepth = st.PoolDepth
+	}
+	return v, nil
+}
+
+// BatchQuery selects batches for ListBatches.
+type BatchQuery struct {
+	Status     string
+	MerchantID string
+	Cursor     string
+	Limit      int
+}
+
+// ListBatches lists batches newest first, with a cursor for the next page
+// ("" on the last page).
+func (s *Service) ListBatches(ctx context.Context, q BatchQuery) ([]*coupon.Batch, string, error) {
+	var v coupon.Validation
+	switch coupon.Status(q.Status) {
+	case "", coupon.StatusDraft, coupon.StatusActive, coupon.StatusPaused, coupon.StatusEnded:
+	default:
+		v.Add("status", "must be one of draft, active, paused, ended")
+	}
+	if q.Cursor != "" && !coupon.ValidID(q.Cursor) {
+		v.Add("cursor", "is not a cursor this API returned")
+	}
+	limit := clampLimit(&v, q.Limit)
+	if err := v.Err(); err != nil {
+		return nil, "", err
+	}
+	bs, err := s.store.ListBatches(ctx, store.BatchFilter{
+		Status: coupon.Status(q.Status), MerchantID: q.MerchantID, Cursor: q.Cursor, Limit: limit + 1,
+	})
+	if err != nil {
+		return nil, "", unavailable("list batches", err)
+	}
+	next := ""
+	if len(bs) > limit {
+		bs = bs[:limit]
+		next = bs[limit-1].ID
+	}
+	return bs, next, nil
+}
+
+// Limits of list pages.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 100
+)
+
+func clampLimit(v *coupon.Validation, limit int) int {
+	switch {
+	case limit == 0:
+		return DefaultPageSize
+	case limit < 0 || limit > MaxPageSize:
+		v.Addf("limit", "must be between 1 and %d", MaxPageSize)
+	}
+	return limit
+}
+
+// Transition changes a batch's status. Publishing generates the batch's codes
+// first (all of them: full mode) and loads its pool into the engine.
+func (s *Service) Transition(ctx context.Context, id string, t coupon.Transition) (*BatchView, error) {
+	from, to := t.From()
+	if to == "" {
+		return nil, fmt.Errorf("transition %q: %w", t, coupon.ErrNotFound)
+	}
+	b, err := s.GetBatch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if t == coupon.Publish && b.Status == coupon.StatusDraft {
+		if err := s.generate(ctx, b.Batch); err != nil {
+			return nil, err
+		}
+	}
+	generated := b.GeneratedCount
+	if t == coupon.Publish {
+		generated = b.TotalQuantity // full mode: generate wrote them all
+	}
+	now := s.clock()
+	data, _ := json.Marshal(bus.BatchStatusChanged{
+		BatchID: b.ID, MerchantID: b.MerchantID, Status: string(to), From: string(b.Status),
+		TotalQuantity: b.TotalQuantity, GeneratedCount: generated, At: now,
+	})
+	updated, err := s.store.SetBatchStatus(ctx, store.SetBatchStatus{
+		ID: id, From: from, To: to, At: now,
+		Event: &store.Event{Type: "batch." + transitionEvent[t], AggregateID: id, Payload: data, CreatedAt: now},
+	})
+	switch {
+	case errors.Is(err, store.ErrStatus):
+		return nil, fmt.Errorf("cannot %s a batch that is %s: %w", t, b.Status, coupon.ErrConflict)
+	case err != nil:
+		return nil, unavailable("set batch status", err)
+	}
+	s.onCommit()
+	s.batches.put(updated)
+	if err := s.syncEngine(ctx, updated); err != nil {
+		// The store holds the new status; the engine catches up on the next
+		// claim (ErrUnknownBatch or a stale status) or the next start.
+		s.log.ErrorContext(ctx, "engine update after status change failed", "batch", id, "err", err)
+	}
+	return s.view(ctx, updated)
+}
+
+var transitionEvent = map[coupon.Transition]string{
+	coupon.Publish: "published", coupon.Pause: "paused", coupon.Resume: "resumed", coupon.End: "ended",
+}
+
+// syncEngine tells the engine a batch's new status; a batch the engine does
+// not hold yet is loaded whole from the store.
+func (s *Service) syncEngine(ctx context.Context, b *coupon.Batch) error {
+	err := s.engine.SetBatch(ctx, engine.BatchState{
+		BatchID: b.ID, Active: b.Status == coupon.StatusActive, PerUserLimit: b.PerUserLimit,
+	})
+	if errors.Is(err, engine.ErrUnknownBatch) {
+		if b.Status == coupon.StatusDraft {
+			return nil
+		}
+		return s.loadBatch(ctx, b.ID)
+	}
+	return err
+}
+
+// generate writes every code of a draft batch that is still missing, chunk
+// by chunk. It resumes after a crash: the batch's generated count and amount
+// say where to continue, and a split budget still sums exactly.
+func (s *Service) generate(ctx context.Context, b *coupon.Batch) error {
+	mu := s.generatorLock(b.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	cur, err := s.store.GetBatch(ctx, b.ID) // re-read under the lock
+	if err != nil {
+		return unavailable("get batch", err)
+	}
+	amounts := coupon.NewAmounts(cur.Amount, cur.TotalQuantity, cur.GeneratedCount, cur.GeneratedAmount)
+	for remaining := cur.TotalQuantity - cur.GeneratedCount; remaining > 0; {
+		n := min(int64(s.chunk), remaining)
+		now := s.clock()
+		codes := make([]coupon.Code, n)
+		for i := range codes {
+			codes[i] = coupon.Code{Code: coupon.NewCode(cur.CodeFormat), Amount: amounts.Next(), CreatedAt: now}
+		}
+		if err := s.addCodes(ctx, cur, codes); err != nil {
+			return err
+		}
+		remaining -= n
+	}
+	return nil
+}
+
+// addCodes stores codes, drawing new strings (same amounts) for any that
+// collided with an existing code until all are in.
+func (s *Service) addCodes(ctx context.Context, b *coupon.Batch, codes []coupon.Code) error {
+	for attempt := 0; len(codes) > 0; attempt++ {
+		if attempt == 20 {
+			return fmt.Errorf("batch %s: codes keep colliding; use a longer code_format.length: %w", b.ID, coupon.ErrConflict)
+		}
+		inserted, err := s.store.AddCodes(ctx, b.ID, codes)
+		if err != nil {
+			return unavailable("add codes", err)
+		}
+		if len(inserted) == len(codes) {
+			return nil
+		}
+		in := make(map[string]struct{}, len(inserted))
+		for _, c := range inserted {
+			in[c.Code] = struct{}{}
+		}
+		retry := codes[:0:0]
+		for _, c := range codes {
+			if _, ok := in[c.Code]; !ok {
+				c.Code = coupon.NewCode(b.CodeFormat)
+				retry = append(retry, c)
+			}
+		}
+		codes = retry
+	}
+	return nil
+}
+
+func (s *Service) generatorLock(batchID string) *sync.Mutex {
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	mu, ok := s.gen[batchID]
+	if !ok {
+		mu = &sync.Mutex{}
+		s.gen[batchID] = mu
+	}
+	return mu
+}

@@ -1,0 +1,143 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coupond/coupond/bus"
+	"github.com/coupond/coupond/coupon"
+	"github.com/coupond/coupond/engine"
+	"github.com/coupond/coupond/store"
+)
+
+// ClaimRequest asks for one coupon of a batch for a user.
+type ClaimRequest struct {
+	BatchID string
+	coupon.Claimant
+	// IdempotencyKey makes retries safe: the same key (for the same user
+	// and batch) returns the same claim and never makes a second one.
+	IdempotencyKey string
+}
+
+// Claim hands one code of a batch to a user: the claim path of DESIGN.md.
+// The checks of the request come first; then one atomic engine step pops a
+// code; then the claim and its event are committed with other concurrent
+// claims in one transaction. The claim is returned only after that commit;
+// if the commit fails the engine step is undone. replayed reports a claim
+// returned again for a repeated idempotency key.
+func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim, replayed bool, err error) {
+	if err := req.Claimant.Validate(); err != nil {
+		return nil, false, err
+	}
+	if req.IdempotencyKey != "" {
+		if err := coupon.ValidIdempotencyKey(req.IdempotencyKey); err != nil {
+			return nil, false, err
+		}
+	}
+	if !coupon.ValidID(req.BatchID) {
+		return nil, false, fmt.Errorf("batch %q: %w", req.BatchID, coupon.ErrNotFound)
+	}
+	b, err := s.batches.get(ctx, req.BatchID)
+	if err != nil {
+		return nil, false, unavailable("get batch", err)
+	}
+	now := s.clock()
+	if err := b.ClaimableAt(now, req.Platform); err != nil {
+		return nil, false, err
+	}
+
+	claimID := coupon.NewID(now)
+	p := engine.ClaimParams{BatchID: b.ID, UserID: req.UserID, IdempotencyKey: req.IdempotencyKey, ClaimID: claimID}
+	res, err := s.engine.Claim(ctx, p)
+	if errors.Is(err, engine.ErrUnknownBatch) {
+		if err = s.loadBatch(ctx, b.ID); err == nil {
+			res, err = s.engine.Claim(ctx, p)
+		}
+	}
+	if err != nil {
+		return nil, false, unavailable("engine claim", err)
+	}
+	if res.Replayed {
+		c, err := s.awaitClaim(ctx, res.ClaimID)
+		return c, true, err
+	}
+
+	c = coupon.NewClaim(b, claimID, req.Claimant, res.Code, res.Amount, res.Seq, req.IdempotencyKey, now)
+	w := store.ClaimWrite{Claim: c, Event: claimCreated(c)}
+	err = s.claims.Do(ctx, w)
+	if err != nil {
+		s.undo(ctx, c, err)
+		if errors.Is(err, store.ErrKeyUsed) {
+			return nil, false, fmt.Errorf("idempotency key already used by another claim of this user: %w", coupon.ErrConflict)
+		}
+		return nil, false, unavailable("commit claim", err)
+	}
+	return c, false, nil
+}
+
+func claimCreated(c *coupon.Claim) store.Event {
+	data, _ := json.Marshal(bus.ClaimCreated{
+		ClaimID: c.ID, BatchID: c.BatchID, MerchantID: c.MerchantID, UserID: c.UserID,
+		Code: c.Code, Amount: c.Amount, Platform: c.Platform, Channel: c.Channel,
+		ValidFrom: c.ValidFrom, ValidTo: c.ValidTo, ClaimedAt: c.ClaimedAt,
+	})
+	return store.Event{Type: bus.TypeClaimCreated, AggregateID: c.ID, Payload: data, CreatedAt: c.ClaimedAt}
+}
+
+// undo reverses the engine step of a claim whose row was not written. What
+// the store already holds (a code or a sequence number that a constraint
+// found taken) stays out of the engine's hands, so the undo can never give
+// one code to two claims.
+func (s *Service) undo(ctx context.Context, c *coupon.Claim, cause error) {
+	p := engine.UndoParams{
+		BatchID: c.BatchID, UserID: c.UserID, IdempotencyKey: c.IdempotencyKey,
+		Code: c.Code, Amount: c.Amount, Seq: c.UserSeq,
+	}
+	switch {
+	case errors.Is(cause, store.ErrCodeClaimed), errors.Is(cause, store.ErrUnknownCode):
+		p.KeepCode = true
+	case errors.Is(cause, store.ErrSeqTaken):
+		p.KeepSeq = true
+	}
+	if p.KeepCode || p.KeepSeq {
+		// The engine disagreed with the store: that is a bug or a lost
+		// update, and the store's constraint just stopped it overselling.
+		s.log.ErrorContext(ctx, "store refused an engine claim", "batch", c.BatchID, "claim", c.ID, "err", cause)
+	}
+	if err := s.engine.Undo(context.WithoutCancel(ctx), p); err != nil {
+		// The code stays popped; a rebuild of the batch returns it.
+		s.log.ErrorContext(ctx, "engine undo failed", "batch", c.BatchID, "claim", c.ID, "err", err)
+	}
+}
+
+// awaitClaim returns the claim of an earlier request with the same
+// idempotency key, waiting for it to commit if it is still in flight.
+func (s *Service) awaitClaim(ctx context.Context, id string) (*coupon.Claim, error) {
+	return s.await(ctx, func() (*coupon.Claim, error) { return s.store.GetClaim(ctx, id) })
+}
+
+func (s *Service) await(ctx context.Context, get func() (*coupon.Claim, error)) (*coupon.Claim, error) {
+	deadline := time.Now().Add(s.replay)
+	wait := time.Millisecond
+	for {
+		c, err := get()
+		switch {
+		case err == nil:
+			c.Status = c.EffectiveStatus(s.clock())
+			return c, nil
+		case !errors.Is(err, coupon.ErrNotFound):
+			return nil, unavailable("get claim", err)
+		case time.Now().After(deadline):
+			return nil, coupon.ErrInProgress
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}

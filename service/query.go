@@ -1,0 +1,112 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coupond/coupond/coupon"
+	"github.com/coupond/coupond/store"
+)
+
+// UserClaimQuery selects a user's claims.
+type UserClaimQuery struct {
+	UserID string
+	Status string // available, locked, used, expired, refunded; "" any
+	Cursor string
+	Limit  int
+}
+
+// UserClaims lists a user's coupons ordered by expiry, soonest first, with
+// the cursor of the next page ("" on the last page). Statuses are as of now:
+// an available coupon past its validity is listed as expired.
+func (s *Service) UserClaims(ctx context.Context, q UserClaimQuery) ([]*coupon.Claim, string, error) {
+	var v coupon.Validation
+	if err := (coupon.Claimant{UserID: q.UserID}).Validate(); err != nil {
+		return nil, "", err
+	}
+	status, err := coupon.ParseClaimStatus(q.Status)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := clampLimit(&v, q.Limit)
+	afterTo, afterID, ok := decodeClaimCursor(q.Cursor)
+	if !ok {
+		v.Add("cursor", "is not a cursor this API returned")
+	}
+	if err := v.Err(); err != nil {
+		return nil, "", err
+	}
+	now := s.clock()
+	cs, err := s.store.ListUserClaims(ctx, store.UserClaimFilter{
+		UserID: q.UserID, Status: status, Now: now,
+		AfterValidTo: afterTo, AfterID: afterID, Limit: limit + 1,
+	})
+	if err != nil {
+		return nil, "", unavailable("list claims", err)
+	}
+	next := ""
+	if len(cs) > limit {
+		cs = cs[:limit]
+		last := cs[limit-1]
+		next = encodeClaimCursor(last.ValidTo, last.ID)
+	}
+	for _, c := range cs {
+		c.Status = c.EffectiveStatus(now)
+	}
+	return cs, next, nil
+}
+
+// GetClaim returns one claim.
+func (s *Service) GetClaim(ctx context.Context, id string) (*coupon.Claim, error) {
+	if !coupon.ValidID(id) {
+		return nil, fmt.Errorf("claim %q: %w", id, coupon.ErrNotFound)
+	}
+	c, err := s.store.GetClaim(ctx, id)
+	if err != nil {
+		return nil, unavailable("get claim", notFound("claim", id, err))
+	}
+	c.Status = c.EffectiveStatus(s.clock())
+	return c, nil
+}
+
+// GetCode looks a code up, as a person may have typed it. A code whose check
+// character does not match is refused without a store lookup.
+func (s *Service) GetCode(ctx context.Context, code string) (*coupon.Code, error) {
+	canonical, err := coupon.ParseCode(code)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.store.GetCode(ctx, canonical)
+	if err != nil {
+		return nil, unavailable("get code", notFound("code", canonical, err))
+	}
+	return c, nil
+}
+
+// A claim cursor is the (valid_to, id) of the last claim of a page.
+func encodeClaimCursor(validTo time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(validTo.UnixMicro(), 10) + "." + id))
+}
+
+func decodeClaimCursor(c string) (time.Time, string, bool) {
+	if c == "" {
+		return time.Time{}, "", true
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	micros, id, ok := strings.Cut(string(raw), ".")
+	if !ok || !coupon.ValidID(id) {
+		return time.Time{}, "", false
+	}
+	us, err := strconv.ParseInt(micros, 10, 64)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	return time.UnixMicro(us).UTC(), id, true
+}
