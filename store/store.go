@@ -32,14 +32,15 @@ var (
 // Store is the source of truth. It is safe for concurrent use. Every state
 // change that is an event writes its outbox row in the same transaction.
 type Store interface {
-	// CreateBatch inserts a new batch with its rules. b.ID is set by the caller.
+	// CreateBatch inserts a new batch with its rules. b.ID is set by the
+	// caller; an ID that exists already is refused with coupon.ErrConflict.
 	CreateBatch(ctx context.Context, b *coupon.Batch) error
 	// GetBatch returns a batch with its rules, or ErrNotFound.
 	GetBatch(ctx context.Context, id string) (*coupon.Batch, error)
 	// ListBatches returns batches newest first, after filter.Cursor (an ID).
 	ListBatches(ctx context.Context, f BatchFilter) ([]*coupon.Batch, error)
 	// SetBatchStatus moves a batch from one of p.From to p.To and writes
-	// p.Event to the outbox, atomically. ErrStatus if the batch is in no
+	// p.Event (its zero CreatedAt becomes p.At) to the outbox, atomically. ErrStatus if the batch is in no
 	// status of p.From; ErrNotFound if there is no such batch.
 	SetBatchStatus(ctx context.Context, p SetBatchStatus) (*coupon.Batch, error)
 	// ClaimedCount counts the claims of a batch.
@@ -49,7 +50,9 @@ type Store interface {
 	// its generated count and amount in the same transaction, in a statement
 	// that refuses to pass the total: ErrTotalExceeded, nothing inserted. A
 	// code that exists already (in any batch) is skipped; the codes inserted
-	// are returned, in order.
+	// are returned, in order. A code with a zero CreatedAt gets the store's
+	// clock. A call whose codes all exist already succeeds and inserts none,
+	// even into a full batch. An amount below 1 is an error.
 	AddCodes(ctx context.Context, batchID string, codes []coupon.Code) ([]coupon.Code, error)
 	// GetCode returns a code with its derived status, or ErrNotFound.
 	GetCode(ctx context.Context, code string) (*coupon.Code, error)
@@ -64,19 +67,30 @@ type Store interface {
 	// ErrCodeClaimed, ErrSeqTaken, ErrKeyUsed, ErrUnknownCode, ErrOverLimit
 	// for a row a constraint refused (the others are still written). If the
 	// transaction fails, every outcome is that error and nothing is written.
+	// ErrUnknownCode also covers a code of another batch; a claim whose ID
+	// exists gets coupon.ErrConflict; an event with a zero CreatedAt gets the
+	// claim's ClaimedAt.
 	InsertClaims(ctx context.Context, writes []ClaimWrite) []error
 	// GetClaim returns a claim, or ErrNotFound.
 	GetClaim(ctx context.Context, id string) (*coupon.Claim, error)
 	// ListUserClaims returns a user's claims ordered by expiry (valid_to, id).
 	ListUserClaims(ctx context.Context, f UserClaimFilter) ([]*coupon.Claim, error)
 
-	// PendingEvents returns up to limit unpublished outbox rows, oldest first.
+	// PendingEvents returns up to limit (≤ 0: 100; at most 1000) unpublished
+	// outbox rows in id order.
 	PendingEvents(ctx context.Context, limit int) ([]Event, error)
-	// MarkPublished records that the events were published.
+	// MarkPublished records that the events were published. Marking an event
+	// that is marked already is not an error and keeps its first time.
 	MarkPublished(ctx context.Context, ids []int64, at time.Time) error
 
 	// Close releases the store.
 	Close() error
+}
+
+// MigrationChecker is implemented by stores that can tell whether every
+// migration has been applied (for readiness checks).
+type MigrationChecker interface {
+	MigrationsApplied(ctx context.Context) (bool, error)
 }
 
 // BatchFilter selects batches for ListBatches.
@@ -84,7 +98,7 @@ type BatchFilter struct {
 	Status     coupon.Status // empty: any
 	MerchantID string        // empty: any
 	Cursor     string        // list batches with an ID below this one
-	Limit      int
+	Limit      int           // ≤ 0: 100; at most 1000
 }
 
 // SetBatchStatus is one status change of a batch.
@@ -102,11 +116,11 @@ type UserClaimFilter struct {
 	// Status filters by effective status as of Now: an available claim whose
 	// validity has ended counts as expired. Empty: any.
 	Status coupon.ClaimStatus
-	Now    time.Time
+	Now    time.Time // zero: the store's clock
 	// After is the keyset cursor: claims after (ValidTo, ID) in that order.
 	AfterValidTo time.Time
 	AfterID      string
-	Limit        int
+	Limit        int // ≤ 0: 100; at most 1000
 }
 
 // ClaimWrite is one claim and its event, for InsertClaims.
