@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -43,8 +44,9 @@ type App struct {
 	Service *service.Service
 	relay   *worker.OutboxRelay
 
-	ln  net.Listener
-	srv *http.Server
+	ln    net.Listener
+	srv   *http.Server
+	debug *http.Server
 }
 
 // New returns an App that Run will start. stderr receives the one line that
@@ -121,6 +123,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 			a.log.Error("http server stopped", "err", err)
 		}
 	}()
+	if a.cfg.DebugAddr != "" {
+		if err := a.serveDebug(); err != nil {
+			return err
+		}
+	}
 	a.log.Info("coupond serving", "addr", a.ln.Addr().String(), "data_dir", a.cfg.DataDir, "version", Version)
 	return nil
 }
@@ -137,6 +144,10 @@ func (a *App) AdminToken() string { return a.cfg.AdminToken }
 func (a *App) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	if a.debug != nil {
+		_ = a.debug.Close()
+		a.debug = nil
+	}
 	if a.srv != nil {
 		if err := a.srv.Shutdown(ctx); err != nil {
 			a.log.Warn("http shutdown", "err", err)
@@ -165,6 +176,24 @@ func (a *App) Close() {
 		}
 	}
 	a.srv, a.Service, a.relay, a.Bus, a.Engine, a.Store = nil, nil, nil, nil, nil, nil
+}
+
+// serveDebug serves the profiler on its own address, never on the API's.
+func (a *App) serveDebug() error {
+	ln, err := net.Listen("tcp", a.cfg.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("debug listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	a.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = a.debug.Serve(ln) }()
+	a.log.Info("profiler serving", "addr", ln.Addr().String())
+	return nil
 }
 
 func newToken() string {

@@ -34,6 +34,9 @@ type Config struct {
 		Listen string // host:port for the embedded server to listen on; empty: in-process only
 	}
 	ShutdownTimeout time.Duration
+	// DebugAddr, host:port, serves Go's profiler (/debug/pprof/) for
+	// diagnosing a live process; empty: off. Bind it to a loopback address.
+	DebugAddr string
 }
 
 // option binds one setting to its flag and environment variable.
@@ -86,6 +89,7 @@ func (c *Config) options() []option {
 		{"group-commit-max", "COUPOND_GROUP_COMMIT_MAX", "most claims per transaction; 1 turns group commit off", num(&c.GroupCommit.MaxBatch), "256"},
 		{"nats-url", "COUPOND_NATS_URL", "external NATS server URL; empty starts an embedded one", str(&c.NATS.URL), ""},
 		{"nats-listen", "COUPOND_NATS_LISTEN", "host:port on which the embedded NATS server also accepts TCP clients; empty: none", str(&c.NATS.Listen), ""},
+		{"debug-addr", "COUPOND_DEBUG_ADDR", "host:port serving /debug/pprof/ (keep it on loopback); empty: off", str(&c.DebugAddr), ""},
 		{"shutdown-timeout", "COUPOND_SHUTDOWN_TIMEOUT", "how long to finish in-flight work on shutdown", dur(&c.ShutdownTimeout), "30s"},
 	}
 }

@@ -36,6 +36,7 @@ var (
 const (
 	DefaultRelayBatchSize  = 500
 	DefaultRelayInterval   = time.Second
+	DefaultRelayGather     = 20 * time.Millisecond
 	DefaultRelayMinBackoff = 100 * time.Millisecond
 	DefaultRelayMaxBackoff = 30 * time.Second
 )
@@ -52,6 +53,11 @@ type OutboxRelayConfig struct {
 	// Notify: the fallback for events written by another instance or before
 	// a crash; default 1s.
 	Interval time.Duration
+	// Gather is the least time between two passes that found events: under
+	// load, every commit notifies, and waiting a little lets one pass carry
+	// many commits' events instead of a few; default 20ms. It adds at most
+	// that much to an event's delay.
+	Gather time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed pass, which
 	// doubles with each failure in a row; defaults 100ms and 30s.
 	MinBackoff time.Duration
@@ -89,6 +95,9 @@ func NewOutboxRelay(cfg OutboxRelayConfig) *OutboxRelay {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultRelayInterval
+	}
+	if cfg.Gather <= 0 {
+		cfg.Gather = DefaultRelayGather
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = DefaultRelayMinBackoff
@@ -153,8 +162,14 @@ func (r *OutboxRelay) run(ctx context.Context, stop <-chan struct{}) {
 	defer r.log.Debug("outbox relay stopped")
 	failures := 0
 	for {
-		_, err := r.drain(ctx, stop)
+		relayed, err := r.drain(ctx, stop)
 		wait, wake := r.cfg.Interval, (<-chan struct{})(r.wake)
+		if relayed > 0 && err == nil {
+			// Let more events gather before the next pass.
+			if !sleep(ctx, stop, nil, r.cfg.Gather) {
+				return
+			}
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
