@@ -71,7 +71,13 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim,
 	if err != nil {
 		s.undo(ctx, c, err)
 		if errors.Is(err, store.ErrKeyUsed) {
-			return nil, false, fmt.Errorf("idempotency key already used by another claim of this user: %w", coupon.ErrConflict)
+			// The engine forgot a key the store holds (a lost engine state
+			// rebuilt from a store read taken just before that claim
+			// committed): the earlier claim is the answer.
+			c, err := s.await(ctx, func() (*coupon.Claim, error) {
+				return s.store.GetClaimByKey(ctx, req.BatchID, req.UserID, req.IdempotencyKey)
+			})
+			return c, true, err
 		}
 		return nil, false, unavailable("commit claim", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coupond/coupond/coupon"
+	"github.com/coupond/coupond/engine"
 	"github.com/coupond/coupond/engine/memory"
 	"github.com/coupond/coupond/service"
 	"github.com/coupond/coupond/store"
@@ -461,5 +462,44 @@ func TestMyCouponsOrderStatusAndPages(t *testing.T) {
 	}
 	if _, _, err := e.svc.UserClaims(ctx, service.UserClaimQuery{UserID: "carol", Status: "lost"}); coupon.ErrorCode(err) != coupon.CodeInvalid {
 		t.Fatalf("bad status: %v", err)
+	}
+}
+
+// When the engine has lost an idempotency key that the store holds, the
+// store's constraint refuses the second claim, the engine step is undone,
+// and the caller gets the first claim.
+func TestKeyTheEngineForgotIsAnsweredFromTheStore(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	b := e.publish(t, spec(10, 3))
+	req := claimReq(b.ID, "dave")
+	req.IdempotencyKey = "k-1"
+	first, _, err := e.svc.Claim(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rebuild the engine from the store but drop the keys.
+	snap, err := e.store.Snapshot(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := engine.Snapshot{Batch: engine.BatchState{BatchID: b.ID, Active: true, PerUserLimit: 3}}
+	for _, c := range snap.Pool {
+		es.Pool = append(es.Pool, engine.PoolCode{Code: c.Code, Amount: c.Amount})
+	}
+	for u, seqs := range snap.Users {
+		es.Users = append(es.Users, engine.UserSeqs{UserID: u, Seqs: seqs})
+	}
+	if err := e.engine.Rebuild(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	again, replayed, err := e.svc.Claim(ctx, req)
+	if err != nil || !replayed || again.ID != first.ID {
+		t.Fatalf("retry: %+v replayed=%v err=%v; want the first claim %s", again, replayed, err, first.ID)
+	}
+	st, _ := e.engine.Stats(ctx, b.ID)
+	if st.PoolDepth != 9 || st.Claimed != 1 {
+		t.Fatalf("engine after the refused claim: %+v; want the popped code back", st)
 	}
 }

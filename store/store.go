@@ -73,6 +73,9 @@ type Store interface {
 	InsertClaims(ctx context.Context, writes []ClaimWrite) []error
 	// GetClaim returns a claim, or ErrNotFound.
 	GetClaim(ctx context.Context, id string) (*coupon.Claim, error)
+	// GetClaimByKey returns the claim a user made in a batch with an
+	// idempotency key, or ErrNotFound.
+	GetClaimByKey(ctx context.Context, batchID, userID, key string) (*coupon.Claim, error)
 	// ListUserClaims returns a user's claims ordered by expiry (valid_to, id).
 	ListUserClaims(ctx context.Context, f UserClaimFilter) ([]*coupon.Claim, error)
 

@@ -91,6 +91,20 @@ func (s *Store) GetClaim(ctx context.Context, id string) (*coupon.Claim, error) 
 	return c, nil
 }
 
+// GetClaimByKey returns the claim a user made in a batch with an idempotency
+// key, or ErrNotFound.
+func (s *Store) GetClaimByKey(ctx context.Context, batchID, userID, key string) (*coupon.Claim, error) {
+	c, err := scanClaim(s.reader.QueryRowContext(ctx, `SELECT `+claimColumns+` FROM claims
+		WHERE batch_id = ? AND user_id = ? AND idempotency_key = ?`, batchID, userID, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: claim with key %q: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // ListUserClaims returns a user's claims ordered by (valid_to, id), after the
 // keyset cursor, filtered by effective status as of f.Now (default: now).
 // Claims keep their stored status.

@@ -52,6 +52,15 @@ func testClaimRoundTrip(t *testing.T, f *fixture) {
 
 	_, err = f.s.GetClaim(f.ctx, f.id())
 	require.ErrorIs(t, err, store.ErrNotFound)
+
+	// By idempotency key: scoped to the batch and the user.
+	got, err = f.s.GetClaimByKey(f.ctx, b.ID, "user-1", "key-1")
+	require.NoError(t, err)
+	require.Equal(t, c.ID, got.ID)
+	for _, miss := range [][3]string{{b.ID, "user-2", "key-1"}, {b.ID, "user-1", "key-2"}, {f.id(), "user-1", "key-1"}, {b.ID, "user-2", ""}} {
+		_, err = f.s.GetClaimByKey(f.ctx, miss[0], miss[1], miss[2])
+		require.ErrorIs(t, err, store.ErrNotFound, "key %v", miss)
+	}
 }
 
 // testInsertClaimsOutcomes sends one InsertClaims call mixing good rows with
