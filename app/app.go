@@ -21,10 +21,14 @@ import (
 
 	"github.com/coupond/coupond/bus"
 	"github.com/coupond/coupond/config"
+	"github.com/coupond/coupond/engine"
 	"github.com/coupond/coupond/engine/memory"
+	"github.com/coupond/coupond/engine/redis"
 	"github.com/coupond/coupond/groupcommit"
 	"github.com/coupond/coupond/httpapi"
 	"github.com/coupond/coupond/service"
+	"github.com/coupond/coupond/store"
+	"github.com/coupond/coupond/store/postgres"
 	"github.com/coupond/coupond/store/sqlite"
 	"github.com/coupond/coupond/worker"
 )
@@ -38,11 +42,12 @@ type App struct {
 	log    *slog.Logger
 	stderr io.Writer
 
-	Store   *sqlite.Store
-	Engine  *memory.Engine
-	Bus     *bus.Bus
-	Service *service.Service
-	relay   *worker.OutboxRelay
+	Store      store.Store
+	Engine     engine.Engine
+	Bus        *bus.Bus
+	Service    *service.Service
+	relay      *worker.OutboxRelay
+	reconciler *worker.Reconciler
 
 	ln    net.Listener
 	srv   *http.Server
@@ -72,36 +77,57 @@ func (a *App) Run(ctx context.Context) (err error) {
 		fmt.Fprintf(a.stderr, "coupond: COUPOND_ADMIN_TOKEN is not set; this run's admin token is %s\n", a.cfg.AdminToken)
 	}
 
-	a.Store, err = sqlite.Open(ctx, sqlite.Config{
-		Path:        filepath.Join(a.cfg.DataDir, "coupond.db"),
-		Synchronous: a.cfg.SQLite.Synchronous,
-		Logger:      a.log,
-	})
-	if err != nil {
+	if a.Store, err = openStore(ctx, a.cfg, a.log); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	a.Engine = memory.New()
+	if a.Engine, err = openEngine(ctx, a.cfg); err != nil {
+		return fmt.Errorf("open engine: %w", err)
+	}
+	if a.cfg.Postgres.URL != "" && a.cfg.Redis.URL == "" {
+		a.log.Warn("PostgreSQL without Redis: the in-memory engine serves one instance only; set COUPOND_REDIS_URL to run several")
+	}
 	a.Bus, err = bus.Open(ctx, bus.Config{
 		URL:      a.cfg.NATS.URL,
 		StoreDir: filepath.Join(a.cfg.DataDir, "nats"),
 		Listen:   a.cfg.NATS.Listen,
+
+		Stream:        a.cfg.NATS.Stream,
+		SubjectPrefix: a.cfg.NATS.SubjectPrefix,
 	}, a.log)
 	if err != nil {
 		return fmt.Errorf("open bus: %w", err)
 	}
-	a.relay = worker.NewOutboxRelay(worker.OutboxRelayConfig{Store: a.Store, Publisher: a.Bus, Logger: a.log})
+	a.relay = worker.NewOutboxRelay(worker.OutboxRelayConfig{
+		Store: a.Store, Publisher: a.Bus, Logger: a.log,
+		Lease: worker.NewLease(a.Engine, "outbox-relay", 15*time.Second, a.log),
+	})
+	writers := a.cfg.GroupCommit.Writers
+	if writers == 0 {
+		writers = 1 // SQLite has one writer
+		if a.cfg.Postgres.URL != "" {
+			writers = 4
+		}
+	}
 	a.Service = service.New(service.Config{
 		Store:       a.Store,
 		Engine:      a.Engine,
 		Logger:      a.log,
-		GroupCommit: groupcommit.Config{MaxBatch: a.cfg.GroupCommit.MaxBatch},
+		GroupCommit: groupcommit.Config{MaxBatch: a.cfg.GroupCommit.MaxBatch, Writers: writers},
 		OnCommit:    a.relay.Notify,
 	})
 	if err := a.Service.LoadEngine(ctx); err != nil {
 		return fmt.Errorf("load engine: %w", err)
 	}
-	if err := a.relay.Start(context.WithoutCancel(ctx)); err != nil {
+	a.reconciler = worker.NewReconciler(worker.ReconcilerConfig{
+		Engine: a.Engine, Store: a.Store, Batches: a.Service.EngineBatches, Logger: a.log,
+		Lease: worker.NewLease(a.Engine, "reconciler", time.Minute, a.log),
+	})
+	bg := context.WithoutCancel(ctx)
+	if err := a.relay.Start(bg); err != nil {
 		return fmt.Errorf("start outbox relay: %w", err)
+	}
+	if err := a.reconciler.Start(bg); err != nil {
+		return fmt.Errorf("start reconciler: %w", err)
 	}
 
 	a.ln, err = net.Listen("tcp", a.cfg.Addr)
@@ -156,6 +182,9 @@ func (a *App) Close() {
 	if a.Service != nil {
 		a.Service.Close()
 	}
+	if a.reconciler != nil {
+		a.reconciler.Stop()
+	}
 	if a.relay != nil {
 		if err := a.relay.Flush(ctx); err != nil {
 			a.log.Warn("outbox flush on shutdown", "err", err)
@@ -175,7 +204,7 @@ func (a *App) Close() {
 			a.log.Warn("store close", "err", err)
 		}
 	}
-	a.srv, a.Service, a.relay, a.Bus, a.Engine, a.Store = nil, nil, nil, nil, nil, nil
+	a.srv, a.Service, a.relay, a.reconciler, a.Bus, a.Engine, a.Store = nil, nil, nil, nil, nil, nil, nil
 }
 
 // serveDebug serves the profiler on its own address, never on the API's.
@@ -194,6 +223,37 @@ func (a *App) serveDebug() error {
 	go func() { _ = a.debug.Serve(ln) }()
 	a.log.Info("profiler serving", "addr", ln.Addr().String())
 	return nil
+}
+
+// openStore opens PostgreSQL when a URL is configured, else SQLite in the data dir.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Postgres.URL != "" {
+		return postgres.Open(ctx, postgres.Config{URL: cfg.Postgres.URL, ReplicaURL: cfg.Postgres.ReplicaURL, Logger: log})
+	}
+	return sqlite.Open(ctx, sqlite.Config{
+		Path:        filepath.Join(cfg.DataDir, "coupond.db"),
+		Synchronous: cfg.SQLite.Synchronous,
+		Logger:      log,
+	})
+}
+
+// openEngine opens Redis when a URL is configured, else the in-memory engine.
+func openEngine(ctx context.Context, cfg config.Config) (engine.Engine, error) {
+	if cfg.Redis.URL != "" {
+		return redis.Open(ctx, redis.Config{URL: cfg.Redis.URL, Cluster: cfg.Redis.Cluster, Prefix: cfg.Redis.Prefix})
+	}
+	return memory.New(), nil
+}
+
+// Migrate applies the migrations of the configured store and returns.
+func Migrate(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	if cfg.Postgres.URL != "" {
+		return postgres.Migrate(ctx, postgres.Config{URL: cfg.Postgres.URL, Logger: log})
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	return sqlite.Migrate(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "coupond.db"), Logger: log})
 }
 
 func newToken() string {

@@ -28,10 +28,22 @@ type Config struct {
 	}
 	GroupCommit struct {
 		MaxBatch int // claims per transaction; 1 turns group commit off
+		Writers  int // transactions written at once; 0: 1 on SQLite, 4 on PostgreSQL
+	}
+	Postgres struct {
+		URL        string // empty: SQLite in DataDir
+		ReplicaURL string // optional read replica for queries
+	}
+	Redis struct {
+		URL     string // empty: the in-memory engine
+		Cluster bool   // URL names a Redis Cluster (go-redis cluster URL: redis://host:port?addr=host2:port2…)
+		Prefix  string // start of every key, so deployments can share a Redis
 	}
 	NATS struct {
-		URL    string // external NATS; empty starts an embedded server
-		Listen string // host:port for the embedded server to listen on; empty: in-process only
+		URL           string // external NATS; empty starts an embedded server
+		Listen        string // host:port for the embedded server to listen on; empty: in-process only
+		Stream        string // JetStream stream of the events
+		SubjectPrefix string // start of every event subject
 	}
 	ShutdownTimeout time.Duration
 	// DebugAddr, host:port, serves Go's profiler (/debug/pprof/) for
@@ -68,6 +80,16 @@ func (c *Config) options() []option {
 			return nil
 		}
 	}
+	boolean := func(p *bool) func(string) error {
+		return func(s string) error {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return fmt.Errorf("not true or false: %q", s)
+			}
+			*p = b
+			return nil
+		}
+	}
 	oneOf := func(p *string, allowed ...string) func(string) error {
 		return func(s string) error {
 			for _, a := range allowed {
@@ -87,6 +109,14 @@ func (c *Config) options() []option {
 		{"log-level", "COUPOND_LOG_LEVEL", "debug, info, warn or error", oneOf(&c.Log.Level, "debug", "info", "warn", "error"), "info"},
 		{"sqlite-synchronous", "COUPOND_SQLITE_SYNCHRONOUS", "SQLite synchronous mode: full (survives power loss) or normal (survives a process crash)", oneOf(&c.SQLite.Synchronous, "full", "normal"), "full"},
 		{"group-commit-max", "COUPOND_GROUP_COMMIT_MAX", "most claims per transaction; 1 turns group commit off", num(&c.GroupCommit.MaxBatch), "256"},
+		{"group-commit-writers", "COUPOND_GROUP_COMMIT_WRITERS", "claim transactions written at once; 0: 1 on SQLite, 4 on PostgreSQL", num(&c.GroupCommit.Writers), "0"},
+		{"postgres-url", "COUPOND_POSTGRES_URL", "PostgreSQL URL of the store; empty: SQLite in the data dir", str(&c.Postgres.URL), ""},
+		{"postgres-replica-url", "COUPOND_POSTGRES_REPLICA_URL", "PostgreSQL read replica for queries; empty: none", str(&c.Postgres.ReplicaURL), ""},
+		{"redis-url", "COUPOND_REDIS_URL", "Redis URL of the engine; empty: the in-memory engine (one instance only)", str(&c.Redis.URL), ""},
+		{"redis-cluster", "COUPOND_REDIS_CLUSTER", "true: COUPOND_REDIS_URL names a Redis Cluster (redis://host:port?addr=host2:port2…)", boolean(&c.Redis.Cluster), "false"},
+		{"redis-prefix", "COUPOND_REDIS_PREFIX", "start of every Redis key, so several deployments can share one Redis", str(&c.Redis.Prefix), "cp:"},
+		{"nats-stream", "COUPOND_NATS_STREAM", "JetStream stream of the events", str(&c.NATS.Stream), "COUPOND"},
+		{"nats-subject-prefix", "COUPOND_NATS_SUBJECT_PREFIX", "start of every event subject; the stream takes prefix + '>'", str(&c.NATS.SubjectPrefix), "coupond."},
 		{"nats-url", "COUPOND_NATS_URL", "external NATS server URL; empty starts an embedded one", str(&c.NATS.URL), ""},
 		{"nats-listen", "COUPOND_NATS_LISTEN", "host:port on which the embedded NATS server also accepts TCP clients; empty: none", str(&c.NATS.Listen), ""},
 		{"debug-addr", "COUPOND_DEBUG_ADDR", "host:port serving /debug/pprof/ (keep it on loopback); empty: off", str(&c.DebugAddr), ""},
@@ -129,6 +159,15 @@ func Load(fs *flag.FlagSet, args, environ []string) (Config, []string, error) {
 	}
 	if c.GroupCommit.MaxBatch < 1 || c.GroupCommit.MaxBatch > 4096 {
 		return c, warnings, fmt.Errorf("group-commit-max must be between 1 and 4096")
+	}
+	if c.GroupCommit.Writers < 0 || c.GroupCommit.Writers > 64 {
+		return c, warnings, fmt.Errorf("group-commit-writers must be between 0 and 64")
+	}
+	if c.Postgres.ReplicaURL != "" && c.Postgres.URL == "" {
+		return c, warnings, fmt.Errorf("postgres-replica-url needs postgres-url")
+	}
+	if c.Redis.Cluster && c.Redis.URL == "" {
+		return c, warnings, fmt.Errorf("redis-cluster needs redis-url")
 	}
 	return c, warnings, nil
 }

@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/coupond/coupond/coupon"
 )
@@ -29,6 +30,8 @@ var (
 // Every method acting on one batch is atomic with respect to every other
 // method acting on the same batch: no caller ever sees a half-done step.
 type Engine interface {
+	Locker
+
 	// Claim is the one atomic claim step for a batch, in this order:
 	//  1. the batch is unknown: ErrUnknownBatch; not active: ErrNotClaimable;
 	//  2. IdempotencyKey (if not empty) was seen for this user and batch:
@@ -36,10 +39,34 @@ type Engine interface {
 	//  3. the user holds PerUserLimit claims: ErrLimitReached;
 	//  4. the pool is empty: ErrSoldOut;
 	//  5. pop the next code; give the user the smallest free sequence number
-	//     in 1..limit; remember the key with ClaimID and the code.
+	//     in 1..limit; remember the key with ClaimID and the code; record the
+	//     claim as pending (see Pending) at p.At.
 	Claim(ctx context.Context, p ClaimParams) (ClaimResult, error)
 
-	// Undo reverses a Claim whose claim row was never committed. It pushes the
+	// Settle tells the engine that the claims of these codes are committed
+	// to the store, so they are no longer pending. Codes that are not
+	// pending are ignored. One call covers a whole group commit.
+	// ErrUnknownBatch if the batch is not loaded.
+	Settle(ctx context.Context, batchID string, codes []string) error
+
+	// Pending lists up to limit claims of a batch made before `before` that
+	// were neither settled nor undone, oldest first: the reconciler checks
+	// each against the store and reclaims those whose row never committed
+	// (the process died between the engine step and the commit). Claims made
+	// at the same instant come in an order the engine chooses. A limit of 0
+	// or less lists nothing. ErrUnknownBatch if the batch is not loaded.
+	Pending(ctx context.Context, batchID string, before time.Time, limit int) ([]PendingClaim, error)
+
+	// Reclaim undoes a pending claim as Undo would, but only if it is still
+	// pending; it reports false, changing nothing, if it was settled, undone
+	// or reclaimed meanwhile. Unlike Undo it is safe to call more than once.
+	// p is still pending when the claim pending for p.Code has the same
+	// ClaimID, UserID, IdempotencyKey, Amount and Seq; At is not compared.
+	// ErrUnknownBatch if the batch is not loaded.
+	Reclaim(ctx context.Context, p PendingClaim) (bool, error)
+
+	// Undo reverses a Claim whose claim row was never committed, and drops
+	// the code's pending claim if it is the same user's. It pushes the
 	// code back to the pool (unless KeepCode), frees the user's sequence
 	// number (unless KeepSeq) and forgets the idempotency key. Call it at
 	// most once per Claim: a second call would put the code in the pool twice.
@@ -63,6 +90,10 @@ type Engine interface {
 	// user's taken sequence numbers, the idempotency keys, the batch state.
 	// It creates the batch if it is unknown. Sequence numbers below 1 are
 	// ignored; a user's free numbers are those missing below the highest held.
+	// It drops the batch's pending claims: the snapshot's pool holds the codes
+	// of claims the store never committed, so reclaiming them would put those
+	// codes in the pool twice. A Rebuild is all or nothing: claims see the
+	// old state (or ErrUnknownBatch) until it completes.
 	Rebuild(ctx context.Context, snap Snapshot) error
 
 	// Stats returns live figures of a loaded batch; ErrUnknownBatch if it
@@ -79,6 +110,9 @@ type ClaimParams struct {
 	UserID         string
 	IdempotencyKey string // optional
 	ClaimID        string // remembered with the key, returned to replays
+	// At is when the claim was made; engines keep it to the microsecond,
+	// the store's precision, and Pending returns it in UTC.
+	At time.Time
 }
 
 // ClaimResult is the outcome of a claim step.
@@ -102,6 +136,36 @@ type UndoParams struct {
 	Seq            int
 	KeepCode       bool // the code is not to go back to the pool (the store holds it)
 	KeepSeq        bool // the sequence number stays taken (the store holds it)
+}
+
+// PendingClaim is a claim handed out by the engine and not yet settled.
+type PendingClaim struct {
+	BatchID        string
+	ClaimID        string
+	UserID         string
+	IdempotencyKey string
+	Code           string
+	Amount         int64
+	Seq            int
+	At             time.Time
+}
+
+// Locker hands out leases: named locks with a time to live and a token that
+// only the holder can extend or release. Several instances of coupond share
+// the engine, so its leases coordinate their background workers. A ttl must
+// be positive: Lock and Extend fail otherwise. Leases are kept to the
+// millisecond and, unlike batches, are not rebuilt: losing the engine's
+// state releases them, and the holder's next Extend reports false.
+type Locker interface {
+	// Lock takes the lease name for ttl unless someone holds it; ok is false
+	// when another holder has it.
+	Lock(ctx context.Context, name string, ttl time.Duration) (token string, ok bool, err error)
+	// Extend renews a lease that token still holds; false if it was lost
+	// (it expired and someone else may have taken it).
+	Extend(ctx context.Context, name, token string, ttl time.Duration) (bool, error)
+	// Unlock releases a lease that token holds; a lease held by another
+	// token is left alone.
+	Unlock(ctx context.Context, name, token string) error
 }
 
 // PoolCode is a code ready to be claimed.

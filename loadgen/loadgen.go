@@ -270,3 +270,24 @@ func (r *Report) Format(w io.Writer) {
 		fmt.Fprintf(w, "outcome     %-16s %d\n", k, r.Outcomes[k])
 	}
 }
+
+// RowHeader is the header of the markdown table that Row writes lines of.
+const RowHeader = "| run | requests/s | p50 | p90 | p99 | p99.9 | outcomes |\n|---|---:|---:|---:|---:|---:|---|\n"
+
+// Row writes the report as one markdown table row.
+func (r *Report) Row(w io.Writer, label string) {
+	keys := make([]string, 0, len(r.Outcomes))
+	for k := range r.Outcomes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	outcomes := ""
+	for i, k := range keys {
+		if i > 0 {
+			outcomes += ", "
+		}
+		outcomes += fmt.Sprintf("%s %d", k, r.Outcomes[k])
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+	fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s |\n", label, r.Throughput, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999), outcomes)
+}

@@ -49,8 +49,27 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim,
 		return nil, false, err
 	}
 
+	// A store constraint can refuse a code or a sequence number the engine
+	// handed out only when the engine's state was rebuilt while claims were
+	// in flight; the engine step is then undone keeping what the store
+	// holds, and tried again.
+	for attempt := 1; ; attempt++ {
+		c, replayed, err := s.claimOnce(ctx, b, req, now)
+		if attempt < maxClaimAttempts && (errors.Is(err, store.ErrCodeClaimed) || errors.Is(err, store.ErrSeqTaken)) {
+			continue
+		}
+		if err != nil && coupon.ErrorCode(err) == coupon.CodeInternal {
+			return nil, false, unavailable("claim", err)
+		}
+		return c, replayed, err
+	}
+}
+
+const maxClaimAttempts = 3
+
+func (s *Service) claimOnce(ctx context.Context, b *coupon.Batch, req ClaimRequest, now time.Time) (*coupon.Claim, bool, error) {
 	claimID := coupon.NewID(now)
-	p := engine.ClaimParams{BatchID: b.ID, UserID: req.UserID, IdempotencyKey: req.IdempotencyKey, ClaimID: claimID}
+	p := engine.ClaimParams{BatchID: b.ID, UserID: req.UserID, IdempotencyKey: req.IdempotencyKey, ClaimID: claimID, At: now}
 	res, err := s.engine.Claim(ctx, p)
 	if errors.Is(err, engine.ErrUnknownBatch) {
 		if err = s.loadBatch(ctx, b.ID); err == nil {
@@ -65,23 +84,27 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim,
 		return c, true, err
 	}
 
-	c = coupon.NewClaim(b, claimID, req.Claimant, res.Code, res.Amount, res.Seq, req.IdempotencyKey, now)
-	w := store.ClaimWrite{Claim: c, Event: claimCreated(c)}
-	err = s.claims.Do(ctx, w)
-	if err != nil {
+	c := coupon.NewClaim(b, claimID, req.Claimant, res.Code, res.Amount, res.Seq, req.IdempotencyKey, now)
+	err = s.claims.Do(ctx, store.ClaimWrite{Claim: c, Event: claimCreated(c)})
+	switch {
+	case err == nil:
+		return c, false, nil
+	case errors.Is(err, store.ErrKeyUsed):
 		s.undo(ctx, c, err)
-		if errors.Is(err, store.ErrKeyUsed) {
-			// The engine forgot a key the store holds (a lost engine state
-			// rebuilt from a store read taken just before that claim
-			// committed): the earlier claim is the answer.
-			c, err := s.await(ctx, func() (*coupon.Claim, error) {
-				return s.store.GetClaimByKey(ctx, req.BatchID, req.UserID, req.IdempotencyKey)
-			})
-			return c, true, err
-		}
+		// The engine forgot a key the store holds (its state was rebuilt
+		// from a store read taken just before that claim committed): the
+		// earlier claim is the answer.
+		c, err := s.await(ctx, func() (*coupon.Claim, error) {
+			return s.store.GetClaimByKey(ctx, req.BatchID, req.UserID, req.IdempotencyKey)
+		})
+		return c, true, err
+	case errors.Is(err, store.ErrCodeClaimed), errors.Is(err, store.ErrSeqTaken):
+		s.undo(ctx, c, err)
+		return nil, false, err
+	default:
+		s.undo(ctx, c, err)
 		return nil, false, unavailable("commit claim", err)
 	}
-	return c, false, nil
 }
 
 func claimCreated(c *coupon.Claim) store.Event {
@@ -109,9 +132,10 @@ func (s *Service) undo(ctx context.Context, c *coupon.Claim, cause error) {
 		p.KeepSeq = true
 	}
 	if p.KeepCode || p.KeepSeq {
-		// The engine disagreed with the store: that is a bug or a lost
-		// update, and the store's constraint just stopped it overselling.
-		s.log.ErrorContext(ctx, "store refused an engine claim", "batch", c.BatchID, "claim", c.ID, "err", cause)
+		// The engine disagreed with the store: its state was rebuilt while
+		// claims were in flight (or it has a bug), and the store's
+		// constraint just stopped it overselling.
+		s.log.WarnContext(ctx, "store refused an engine claim; retrying", "batch", c.BatchID, "claim", c.ID, "err", cause)
 	}
 	if err := s.engine.Undo(context.WithoutCancel(ctx), p); err != nil {
 		// The code stays popped; a rebuild of the batch returns it.

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/coupond/coupond/coupon"
 	"github.com/coupond/coupond/engine"
@@ -33,12 +34,46 @@ func (s *Service) loadBatch(ctx context.Context, batchID string) error {
 	s.loading[batchID] = c
 	s.loadMu.Unlock()
 
-	c.err = s.rebuild(context.WithoutCancel(ctx), batchID)
+	c.err = s.rebuildOnce(context.WithoutCancel(ctx), batchID)
 	close(c.done)
 	s.loadMu.Lock()
 	delete(s.loading, batchID)
 	s.loadMu.Unlock()
 	return c.err
+}
+
+// rebuildOnce rebuilds a batch under a lease of the engine, so that of
+// several instances that find the batch missing (a Redis restart) one reads
+// the store and the others wait for the result.
+func (s *Service) rebuildOnce(ctx context.Context, batchID string) error {
+	const ttl = 2 * time.Minute
+	name := "rebuild:" + batchID
+	deadline := time.Now().Add(ttl)
+	for {
+		token, ok, err := s.engine.Lock(ctx, name, ttl)
+		if err != nil {
+			return unavailable("engine lease", err)
+		}
+		if ok {
+			defer func() { _ = s.engine.Unlock(context.WithoutCancel(ctx), name, token) }()
+			// Another instance may have finished a rebuild while we waited.
+			if _, err := s.engine.Stats(ctx, batchID); err == nil {
+				return nil
+			}
+			return s.rebuild(ctx, batchID)
+		}
+		if _, err := s.engine.Stats(ctx, batchID); err == nil {
+			return nil // rebuilt by the holder
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("batch %s: engine rebuild by another instance did not finish: %w", batchID, coupon.ErrUnavailable)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (s *Service) rebuild(ctx context.Context, batchID string) error {
@@ -71,25 +106,38 @@ func (s *Service) rebuild(ctx context.Context, batchID string) error {
 	return nil
 }
 
-// LoadEngine loads every active or paused batch into the engine. The app
-// calls it at start-up, before it serves claims.
-func (s *Service) LoadEngine(ctx context.Context) error {
+// EngineBatches lists the batches the engine holds: the active and paused ones.
+func (s *Service) EngineBatches(ctx context.Context) ([]string, error) {
+	var ids []string
 	for _, st := range []coupon.Status{coupon.StatusActive, coupon.StatusPaused} {
 		cursor := ""
 		for {
-			bs, err := s.store.ListBatches(ctx, store.BatchFilter{Status: st, Cursor: cursor, Limit: 100})
+			bs, err := s.store.ListBatches(ctx, store.BatchFilter{Status: st, Cursor: cursor, Limit: 1000})
 			if err != nil {
-				return fmt.Errorf("list %s batches: %w", st, err)
+				return nil, fmt.Errorf("list %s batches: %w", st, err)
 			}
 			for _, b := range bs {
-				if err := s.loadBatch(ctx, b.ID); err != nil {
-					return fmt.Errorf("load batch %s: %w", b.ID, err)
-				}
+				ids = append(ids, b.ID)
 			}
-			if len(bs) < 100 {
+			if len(bs) < 1000 {
 				break
 			}
 			cursor = bs[len(bs)-1].ID
+		}
+	}
+	return ids, nil
+}
+
+// LoadEngine loads every active or paused batch into the engine. The app
+// calls it at start-up, before it serves claims.
+func (s *Service) LoadEngine(ctx context.Context) error {
+	ids, err := s.EngineBatches(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := s.loadBatch(ctx, id); err != nil {
+			return fmt.Errorf("load batch %s: %w", id, err)
 		}
 	}
 	return nil

@@ -99,10 +99,34 @@ func (s *Service) Close() {
 // clock returns the current time in UTC at the stores' precision.
 func (s *Service) clock() time.Time { return coupon.UTC(s.now()) }
 
-// writeClaims is the group commit's flush: one transaction for the group.
+// writeClaims is the group commit's flush: one transaction for the group,
+// then one call per batch telling the engine those claims are settled. A
+// failed Settle loses nothing: the reconciler settles what the store holds.
 func (s *Service) writeClaims(ctx context.Context, writes []store.ClaimWrite) []error {
 	errs := s.store.InsertClaims(ctx, writes)
 	s.onCommit()
+	var batchID string
+	var codes []string
+	settle := func() {
+		if len(codes) == 0 {
+			return
+		}
+		if err := s.engine.Settle(ctx, batchID, codes); err != nil {
+			s.log.WarnContext(ctx, "engine settle failed; the reconciler will settle", "batch", batchID, "claims", len(codes), "err", err)
+		}
+		codes = codes[:0]
+	}
+	for i, w := range writes {
+		if errs[i] != nil {
+			continue
+		}
+		if w.Claim.BatchID != batchID {
+			settle()
+			batchID = w.Claim.BatchID
+		}
+		codes = append(codes, w.Claim.Code)
+	}
+	settle()
 	return errs
 }
 

@@ -38,6 +38,7 @@ type Store interface {
 	// GetBatch returns a batch with its rules, or ErrNotFound.
 	GetBatch(ctx context.Context, id string) (*coupon.Batch, error)
 	// ListBatches returns batches newest first, after filter.Cursor (an ID).
+	// It may read a replica and miss changes of the last moments.
 	ListBatches(ctx context.Context, f BatchFilter) ([]*coupon.Batch, error)
 	// SetBatchStatus moves a batch from one of p.From to p.To and writes
 	// p.Event (its zero CreatedAt becomes p.At) to the outbox, atomically. ErrStatus if the batch is in no
@@ -62,25 +63,36 @@ type Store interface {
 	// sequence numbers and the remembered idempotency keys.
 	Snapshot(ctx context.Context, batchID string) (*BatchSnapshot, error)
 
-	// InsertClaims writes claims, each with its outbox event, in one
-	// transaction (group commit), and returns one outcome per claim: nil, or
-	// ErrCodeClaimed, ErrSeqTaken, ErrKeyUsed, ErrUnknownCode, ErrOverLimit
-	// for a row a constraint refused (the others are still written). If the
-	// transaction fails, every outcome is that error and nothing is written.
-	// ErrUnknownCode also covers a code of another batch; a claim whose ID
-	// exists gets coupon.ErrConflict; an event with a zero CreatedAt gets the
-	// claim's ClaimedAt.
+	// InsertClaims writes claims, each with its outbox event, and returns
+	// one outcome per claim, sharing transactions (group commit). nil means
+	// the claim and its event are committed. A row a constraint refuses gets
+	// ErrCodeClaimed, ErrSeqTaken, ErrKeyUsed, ErrUnknownCode or ErrOverLimit,
+	// as a loop of single-row inserts in the given order would decide (the
+	// first claim of a code, sequence number or key in a call wins), and the
+	// others are still written; a claim whose ID exists, in the store or
+	// earlier in the call, gets coupon.ErrConflict; a row whose data the
+	// database refuses gets an error of its own. If the store fails, every
+	// claim it has not committed gets that error. An event with a zero
+	// CreatedAt gets the claim's ClaimedAt. Claims of several batches may
+	// share a call.
 	InsertClaims(ctx context.Context, writes []ClaimWrite) []error
+	// ClaimedCodes returns those of codes that a claim holds, each once, in
+	// any order (none for empty codes); the reconciler asks it about the
+	// engine's pending claims.
+	ClaimedCodes(ctx context.Context, codes []string) ([]string, error)
 	// GetClaim returns a claim, or ErrNotFound.
 	GetClaim(ctx context.Context, id string) (*coupon.Claim, error)
 	// GetClaimByKey returns the claim a user made in a batch with an
 	// idempotency key, or ErrNotFound.
 	GetClaimByKey(ctx context.Context, batchID, userID, key string) (*coupon.Claim, error)
 	// ListUserClaims returns a user's claims ordered by expiry (valid_to, id).
+	// It may read a replica and miss changes of the last moments.
 	ListUserClaims(ctx context.Context, f UserClaimFilter) ([]*coupon.Claim, error)
 
 	// PendingEvents returns up to limit (≤ 0: 100; at most 1000) unpublished
-	// outbox rows in id order.
+	// outbox rows in id order. Ids follow insertion, not commit: a smaller id
+	// can become visible after a larger one, so a reader must not skip ids
+	// it has not seen.
 	PendingEvents(ctx context.Context, limit int) ([]Event, error)
 	// MarkPublished records that the events were published. Marking an event
 	// that is marked already is not an error and keeps its first time.
@@ -137,7 +149,7 @@ type Event struct {
 	ID          int64           // assigned by the store
 	Type        string          // e.g. claim.created
 	AggregateID string          // the batch, claim, … the event is about
-	Payload     json.RawMessage // the event's data, JSON
+	Payload     json.RawMessage // the event's data: one JSON value (empty is stored as JSON null)
 	CreatedAt   time.Time
 }
 

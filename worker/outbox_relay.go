@@ -64,6 +64,10 @@ type OutboxRelayConfig struct {
 	MaxBackoff time.Duration
 	// Now is the clock that stamps published events; default time.Now.
 	Now func() time.Time
+	// Lease, if set, is held by the instance that relays: with several
+	// instances sharing a store, one relays at a time and another takes over
+	// when it dies. Its TTL should be a few Intervals.
+	Lease *Lease
 	// OnBatch, if set, is called after every pass over one batch with the
 	// number of events published and marked (0 when none were pending or
 	// the pass failed) and the pass's error. It is a test hook: it runs on
@@ -161,7 +165,15 @@ func (r *OutboxRelay) run(ctx context.Context, stop <-chan struct{}) {
 	r.log.Debug("outbox relay started")
 	defer r.log.Debug("outbox relay stopped")
 	failures := 0
+	defer r.cfg.Lease.Release(context.WithoutCancel(ctx))
 	for {
+		if !r.cfg.Lease.Hold(ctx) {
+			// Another instance relays; look again after an interval.
+			if !sleep(ctx, stop, nil, r.cfg.Interval) {
+				return
+			}
+			continue
+		}
 		relayed, err := r.drain(ctx, stop)
 		wait, wake := r.cfg.Interval, (<-chan struct{})(r.wake)
 		if relayed > 0 && err == nil {

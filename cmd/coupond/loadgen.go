@@ -17,6 +17,7 @@ func runLoadgen(ctx context.Context, args, environ []string, stdout, stderr io.W
 	fs.SetOutput(stderr)
 	var cfg loadgen.Config
 	var asJSON bool
+	var row string
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of the service")
 	fs.StringVar(&cfg.Token, "token", getenv(environ, "COUPOND_ADMIN_TOKEN"), "bearer token (default $COUPOND_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.BatchID, "batch", "", "batch to claim from; empty: create and publish one of -total codes")
@@ -25,6 +26,7 @@ func runLoadgen(ctx context.Context, args, environ []string, stdout, stderr io.W
 	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "how long to run")
 	fs.Int64Var(&cfg.Requests, "n", 0, "stop after this many requests (0: no limit)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.StringVar(&row, "row", "", "print the report as one markdown table row with this label")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -37,11 +39,14 @@ func runLoadgen(ctx context.Context, args, environ []string, stdout, stderr io.W
 		fmt.Fprintln(stderr, "coupond loadgen:", err)
 		return 1
 	}
-	if asJSON {
+	switch {
+	case row != "":
+		r.Row(stdout, row)
+	case asJSON:
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r)
-	} else {
+	default:
 		r.Format(stdout)
 	}
 	if r.Requests == 0 {

@@ -15,12 +15,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/coupond/coupond/app"
 	"github.com/coupond/coupond/config"
-	"github.com/coupond/coupond/store/sqlite"
 )
 
 func main() {
@@ -79,15 +77,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 	switch cmd {
 	case "migrate":
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-			log.Error("data dir", "err", err)
-			return 1
-		}
-		if err := sqlite.Migrate(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "coupond.db"), Logger: log}); err != nil {
+		if err := app.Migrate(ctx, cfg, log); err != nil {
 			log.Error("migrate", "err", err)
 			return 1
 		}
-		log.Info("migrations applied", "data_dir", cfg.DataDir)
+		log.Info("migrations applied")
 		return 0
 	default: // serve
 		a := app.New(cfg, log, stderr)

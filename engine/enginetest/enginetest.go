@@ -16,8 +16,9 @@ import (
 )
 
 // Run runs the suite against engines made by newEngine. It tests only through
-// the interface and gives every subtest its own batch IDs, so newEngine may
-// return one shared engine (such as a client of one Redis) to all of them.
+// the interface and gives every subtest its own batch IDs and lease names,
+// so newEngine may return one shared engine (such as a client of one Redis)
+// to all of them.
 // Run never calls Close: newEngine registers any cleanup with t.Cleanup.
 func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 	t.Helper()
@@ -43,10 +44,24 @@ func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 		{"SetBatchLimit", testSetBatchLimit},
 		{"AddCodes", testAddCodes},
 		{"Stats", testStats},
+		{"PendingAfterClaim", testPendingAfterClaim},
+		{"PendingGoneAfterSettle", testPendingGoneAfterSettle},
+		{"PendingGoneAfterUndo", testPendingGoneAfterUndo},
+		{"PendingOrderAndFilters", testPendingOrderAndFilters},
+		{"Reclaim", testReclaim},
+		{"ReclaimAfterSettle", testReclaimAfterSettle},
+		{"ReclaimStale", testReclaimStale},
+		{"ReclaimConcurrent", testReclaimConcurrent},
+		{"RebuildDropsPending", testRebuildDropsPending},
+		{"LeaseExclusive", testLeaseExclusive},
+		{"LeaseTokenHolder", testLeaseTokenHolder},
+		{"LeaseExpiry", testLeaseExpiry},
+		{"LeaseConcurrent", testLeaseConcurrent},
 		{"Model", testModel},
 		{"StressClaims", testStressClaims},
 		{"StressClaimsWithUndo", testStressClaimsWithUndo},
 		{"StressReplays", testStressReplays},
+		{"StressReclaim", testStressReclaim},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,6 +142,13 @@ func testUnknownBatch(t *testing.T, e engine.Engine) {
 	require.ErrorIs(t, e.AddCodes(ctx, id, codes("A", 1)), engine.ErrUnknownBatch)
 	_, err = e.Stats(ctx, id)
 	require.ErrorIs(t, err, engine.ErrUnknownBatch)
+	require.ErrorIs(t, e.Settle(ctx, id, []string{"X"}), engine.ErrUnknownBatch)
+	require.ErrorIs(t, e.Settle(ctx, id, nil), engine.ErrUnknownBatch)
+	_, err = e.Pending(ctx, id, time.Now(), 10)
+	require.ErrorIs(t, err, engine.ErrUnknownBatch)
+	ok, err := e.Reclaim(ctx, engine.PendingClaim{BatchID: id, ClaimID: "c1", UserID: "u1", Code: "X", Seq: 1})
+	require.ErrorIs(t, err, engine.ErrUnknownBatch)
+	require.False(t, ok)
 
 	// None of the refused calls loaded the batch.
 	_, err = claim(t, e, id, "u1", "", "c1")

@@ -1,14 +1,19 @@
 // Package memory is the single-node engine: every batch's pool, per-user
-// counters and idempotency keys live in this process, each batch behind its
-// own mutex. It is the default engine and the reference the Redis engine is
-// checked against (engine/enginetest). Its state is lost with the process; the
-// service rebuilds it from the store with Rebuild.
+// counters, idempotency keys and pending claims live in this process, each
+// batch behind its own mutex, and so do the leases. It is the default engine
+// and the reference the Redis engine is checked against (engine/enginetest).
+// Its state is lost with the process; the service rebuilds it from the store
+// with Rebuild.
 package memory
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/coupond/coupond/engine"
 )
@@ -18,16 +23,23 @@ var _ engine.Engine = (*Engine)(nil)
 // Engine is an in-memory engine.Engine. Its methods never block on anything
 // but its own locks, so they ignore their context.
 type Engine struct {
+	// Now is the clock leases expire by, time.Now unless a test sets it
+	// before the engine is first used.
+	Now func() time.Time
+
 	// mu guards the map only; claims take it for reading, so claims on
 	// different batches never wait for each other and claims on one batch
 	// wait only for that batch's mutex.
 	mu      sync.RWMutex
 	batches map[string]*batch
+
+	leaseMu sync.Mutex
+	leases  map[string]lease
 }
 
 // New returns an empty engine: every batch must be loaded with Rebuild.
 func New() *Engine {
-	return &Engine{batches: make(map[string]*batch)}
+	return &Engine{Now: time.Now, batches: make(map[string]*batch), leases: make(map[string]lease)}
 }
 
 // Claim runs the claim step in the order the engine.Engine contract gives.
@@ -63,7 +75,73 @@ func (e *Engine) Claim(_ context.Context, p engine.ClaimParams) (engine.ClaimRes
 		b.keys[kid] = keyEntry{claimID: p.ClaimID, code: c.Code, amount: c.Amount, seq: seq}
 	}
 	b.claimed++
+	b.pending.add(pendingClaim{
+		claimID: p.ClaimID, user: p.UserID, key: p.IdempotencyKey, code: c.Code, amount: c.Amount, seq: seq, at: p.At,
+	})
 	return engine.ClaimResult{Code: c.Code, Amount: c.Amount, Seq: seq, ClaimID: p.ClaimID}, nil
+}
+
+// Settle forgets the pending claims of codes; codes not pending are ignored.
+func (e *Engine) Settle(_ context.Context, batchID string, codes []string) error {
+	b := e.batch(batchID)
+	if b == nil {
+		return engine.ErrUnknownBatch
+	}
+	b.mu.Lock()
+	for _, code := range codes {
+		b.pending.drop(code)
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// Pending lists up to limit pending claims made before `before`, oldest
+// first; claims made at the same instant come in the order they were made.
+func (e *Engine) Pending(_ context.Context, batchID string, before time.Time, limit int) ([]engine.PendingClaim, error) {
+	b := e.batch(batchID)
+	if b == nil {
+		return nil, engine.ErrUnknownBatch
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	b.mu.Lock()
+	// Callers stamp At before they reach the batch's mutex, so the list is
+	// in claim order but only nearly in time order: scan it all and sort.
+	// Pending claims are the few in flight, unless commits are failing.
+	var out []engine.PendingClaim
+	for i, c := range b.pending.list {
+		if c.at.Before(before) && b.pending.live(i) {
+			out = append(out, engine.PendingClaim{
+				BatchID: batchID, ClaimID: c.claimID, UserID: c.user, IdempotencyKey: c.key,
+				Code: c.code, Amount: c.amount, Seq: c.seq, At: c.at,
+			})
+		}
+	}
+	b.mu.Unlock()
+	slices.SortStableFunc(out, func(x, y engine.PendingClaim) int { return x.At.Compare(y.At) })
+	if len(out) > limit {
+		out = slices.Clip(out[:limit])
+	}
+	return out, nil
+}
+
+// Reclaim undoes the claim p if it is still pending: the same code, claim,
+// user, key, amount and sequence number (At is not compared). The code goes
+// back to the head of the pool, the number is freed and the key forgotten.
+func (e *Engine) Reclaim(_ context.Context, p engine.PendingClaim) (bool, error) {
+	b := e.batch(p.BatchID)
+	if b == nil {
+		return false, engine.ErrUnknownBatch
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, ok := b.pending.get(p.Code)
+	if !ok || c.claimID != p.ClaimID || c.user != p.UserID || c.key != p.IdempotencyKey || c.amount != p.Amount || c.seq != p.Seq {
+		return false, nil
+	}
+	b.undo(engine.UndoParams{UserID: c.user, IdempotencyKey: c.key, Code: c.code, Amount: c.amount, Seq: c.seq})
+	return true, nil
 }
 
 // Undo reverses a claim. The code goes to the head of the pool, so it is the
@@ -76,26 +154,8 @@ func (e *Engine) Undo(_ context.Context, p engine.UndoParams) error {
 		return engine.ErrUnknownBatch
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !p.KeepCode {
-		b.pushFront(engine.PoolCode{Code: p.Code, Amount: p.Amount})
-	}
-	if !p.KeepSeq {
-		if u, ok := b.users[p.UserID]; ok {
-			u.free(p.Seq)
-			if u.high == 0 {
-				delete(b.users, p.UserID) // keeps the map as small as the set of holders
-			} else {
-				b.users[p.UserID] = u
-			}
-		}
-	}
-	if p.IdempotencyKey != "" {
-		delete(b.keys, keyID{user: p.UserID, key: p.IdempotencyKey})
-	}
-	if b.claimed > 0 {
-		b.claimed--
-	}
+	b.undo(p)
+	b.mu.Unlock()
 	return nil
 }
 
@@ -129,7 +189,8 @@ func (e *Engine) AddCodes(_ context.Context, batchID string, codes []engine.Pool
 // Rebuild replaces the batch's state with the snapshot, creating the batch
 // if it is unknown. A user's taken count becomes the number of distinct
 // sequence numbers (those below 1 are ignored); Stats' Claimed becomes the
-// sum of them over all users.
+// sum of them over all users. The pending claims are dropped: the snapshot's
+// pool already holds the codes of claims the store never committed.
 func (e *Engine) Rebuild(_ context.Context, snap engine.Snapshot) error {
 	// Build outside any lock: a large snapshot must not stall claims of
 	// other batches, nor of this one for longer than the swap.
@@ -166,6 +227,7 @@ func (e *Engine) Rebuild(_ context.Context, snap engine.Snapshot) error {
 	b.pool, b.head = pool, 0
 	b.users, b.keys = users, keys
 	b.claimed = claimed
+	b.pending = pendingList{}
 	b.mu.Unlock()
 	return nil
 }
@@ -179,6 +241,48 @@ func (e *Engine) Stats(_ context.Context, batchID string) (engine.BatchStats, er
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return engine.BatchStats{PoolDepth: int64(len(b.pool) - b.head), Claimed: b.claimed}, nil
+}
+
+// Lock takes the lease name for ttl unless an unexpired lease holds it.
+func (e *Engine) Lock(_ context.Context, name string, ttl time.Duration) (string, bool, error) {
+	if ttl <= 0 {
+		return "", false, fmt.Errorf("memory engine: lease %q: ttl %v is not positive", name, ttl)
+	}
+	now := e.Now()
+	e.leaseMu.Lock()
+	defer e.leaseMu.Unlock()
+	if l, ok := e.leases[name]; ok && now.Before(l.expires) {
+		return "", false, nil
+	}
+	token := newToken()
+	e.leases[name] = lease{token: token, expires: now.Add(ttl)}
+	return token, true, nil
+}
+
+// Extend renews the lease for ttl from now if token holds it unexpired.
+func (e *Engine) Extend(_ context.Context, name, token string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("memory engine: lease %q: ttl %v is not positive", name, ttl)
+	}
+	now := e.Now()
+	e.leaseMu.Lock()
+	defer e.leaseMu.Unlock()
+	l, ok := e.leases[name]
+	if !ok || l.token != token || !now.Before(l.expires) {
+		return false, nil
+	}
+	e.leases[name] = lease{token: token, expires: now.Add(ttl)}
+	return true, nil
+}
+
+// Unlock releases the lease if token holds it.
+func (e *Engine) Unlock(_ context.Context, name, token string) error {
+	e.leaseMu.Lock()
+	if l, ok := e.leases[name]; ok && l.token == token {
+		delete(e.leases, name)
+	}
+	e.leaseMu.Unlock()
+	return nil
 }
 
 // Close does nothing: the engine holds no outside resources.
@@ -204,6 +308,34 @@ type batch struct {
 	users   map[string]userState
 	keys    map[keyID]keyEntry
 	claimed int64
+	pending pendingList
+}
+
+// undo reverses a claim, dropping its pending entry if the code is pending
+// for the same user. The caller holds b.mu.
+func (b *batch) undo(p engine.UndoParams) {
+	if c, ok := b.pending.get(p.Code); ok && c.user == p.UserID {
+		b.pending.drop(p.Code)
+	}
+	if !p.KeepCode {
+		b.pushFront(engine.PoolCode{Code: p.Code, Amount: p.Amount})
+	}
+	if !p.KeepSeq {
+		if u, ok := b.users[p.UserID]; ok {
+			u.free(p.Seq)
+			if u.high == 0 {
+				delete(b.users, p.UserID) // keeps the map as small as the set of holders
+			} else {
+				b.users[p.UserID] = u
+			}
+		}
+	}
+	if p.IdempotencyKey != "" {
+		delete(b.keys, keyID{user: p.UserID, key: p.IdempotencyKey})
+	}
+	if b.claimed > 0 {
+		b.claimed--
+	}
 }
 
 func (b *batch) pop() (engine.PoolCode, bool) {
@@ -325,4 +457,86 @@ type keyEntry struct {
 	code    string
 	amount  int64
 	seq     int
+}
+
+// pendingList holds the claims not yet settled, in claim order, and the
+// position of each live one by code: an entry is live while the index maps
+// its code to its position. A code is pending at most once, since a code
+// back in the pool was undone or reclaimed, which dropped its entry.
+//
+// Claims only append and Settle only deletes from the index, one map
+// operation each, and the hot path allocates nothing once the array is
+// grown. The dead entries are swept out when none is live (the usual case
+// right after a group commit settles) or, if some claim stays pending for
+// long, when the array would otherwise grow.
+type pendingList struct {
+	list  []pendingClaim
+	index map[string]int // code → position in list of its live entry
+}
+
+type pendingClaim struct {
+	claimID, user, key, code string
+	amount                   int64
+	seq                      int
+	at                       time.Time
+}
+
+func (l *pendingList) add(c pendingClaim) {
+	if l.index == nil {
+		l.index = make(map[string]int)
+	}
+	if len(l.list) == cap(l.list) && len(l.index) <= len(l.list)/2 {
+		l.compact()
+	}
+	// Were the code pending already (a pool holding it twice), this
+	// assignment would leave its older entry dead.
+	l.index[c.code] = len(l.list)
+	l.list = append(l.list, c)
+}
+
+func (l *pendingList) get(code string) (pendingClaim, bool) {
+	i, ok := l.index[code]
+	if !ok {
+		return pendingClaim{}, false
+	}
+	return l.list[i], true
+}
+
+func (l *pendingList) live(i int) bool {
+	j, ok := l.index[l.list[i].code]
+	return ok && j == i
+}
+
+func (l *pendingList) drop(code string) {
+	delete(l.index, code)
+	if len(l.index) == 0 && len(l.list) > 0 {
+		clear(l.list) // let the strings be collected
+		l.list = l.list[:0]
+	}
+}
+
+// compact moves the live entries to the front, in order.
+func (l *pendingList) compact() {
+	n := 0
+	for i := range l.list {
+		if l.live(i) {
+			l.list[n] = l.list[i]
+			l.index[l.list[n].code] = n
+			n++
+		}
+	}
+	clear(l.list[n:])
+	l.list = l.list[:n]
+}
+
+// lease is a held lease; it is free once expires has passed.
+type lease struct {
+	token   string
+	expires time.Time
+}
+
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }
