@@ -57,7 +57,7 @@ const (
 	MaxNameLength      = 200
 	MaxAdCopyLength    = 2000
 	MaxPerUserLimit    = 1000
-	MaxTotalQuantity   = 10_000_000
+	MaxTotalQuantity   = 100_000_000
 	MaxValidityDays    = 3650
 	MaxPlatforms       = 16
 	MaxRules           = 1000
@@ -71,7 +71,7 @@ type BatchSpec struct {
 	Type       Type   `json:"type,omitempty" enum:"cash,threshold,percent,shipping" doc:"cash (amount off, the default), threshold (spend min_spend, get amount off), percent (percent_off off, at most amount), shipping (free shipping, at most amount)"`
 
 	// Claim attributes.
-	TotalQuantity  int64     `json:"total_quantity" minimum:"1" maximum:"10000000" doc:"codes in the batch"`
+	TotalQuantity  int64     `json:"total_quantity" minimum:"1" maximum:"100000000" doc:"codes in the batch"`
 	PerUserLimit   int       `json:"per_user_limit,omitempty" minimum:"1" maximum:"1000" doc:"claims one user may hold; default 1"`
 	ClaimStart     time.Time `json:"claim_start,omitzero" doc:"start of the claim window (RFC 3339); default: when published"`
 	ClaimEnd       time.Time `json:"claim_end,omitzero" doc:"end of the claim window, exclusive (RFC 3339); default: none"`
@@ -88,7 +88,48 @@ type BatchSpec struct {
 
 	CodeFormat CodeFormat `json:"code_format,omitzero" doc:"look of generated codes"`
 	Rules      []Rule     `json:"rules,omitempty" maxItems:"1000" doc:"redemption rules"`
+
+	BatchOptions
 }
+
+// BatchOptions are the settings of a batch that no query filters on; stores
+// keep them together in one JSON column, so adding one needs no migration.
+type BatchOptions struct {
+	Source         CodeSource `json:"source,omitempty" enum:"internal,external" doc:"internal: coupond generates the codes (default); external: codes are imported from a partner"`
+	Generation     Generation `json:"generation,omitzero" doc:"how internal codes are generated"`
+	TriggerSubject string     `json:"trigger_subject,omitempty" maxLength:"200" doc:"NATS subject whose events grant this batch to the event's user, e.g. user.registered"`
+}
+
+// CodeSource says where a batch's codes come from.
+type CodeSource string
+
+const (
+	SourceInternal CodeSource = "internal"
+	SourceExternal CodeSource = "external"
+)
+
+// Generation says how internal codes are generated: all at publication
+// (full), or in chunks whenever the pool runs low (incremental).
+type Generation struct {
+	Mode     GenerationMode `json:"mode,omitempty" enum:"full,incremental" doc:"full: every code at publication; incremental: chunks when the pool runs low. Default: full up to 100,000 codes"`
+	Chunk    int            `json:"chunk,omitempty" minimum:"0" maximum:"1000000" doc:"codes per chunk (incremental); default 10,000"`
+	LowWater int            `json:"low_water,omitempty" minimum:"0" maximum:"1000000" doc:"generate a chunk when the pool holds fewer codes (incremental); default half a chunk"`
+}
+
+// GenerationMode is full or incremental.
+type GenerationMode string
+
+const (
+	GenerationFull        GenerationMode = "full"
+	GenerationIncremental GenerationMode = "incremental"
+)
+
+// Defaults of generation.
+const (
+	FullGenerationMax    = 100_000 // above this, incremental by default
+	DefaultChunk         = 10_000
+	MaxFullTotalQuantity = 1_000_000 // full generation writes every code inside the publish request
+)
 
 // Validity is how long a claimed coupon can be used: Days from the claim, or
 // the absolute window [Start, End).
@@ -128,6 +169,26 @@ func (s *BatchSpec) Normalize() {
 	}
 	if s.CodeFormat.Length == 0 {
 		s.CodeFormat.Length = DefaultCodeLength
+	}
+	if s.Source == "" {
+		s.Source = SourceInternal
+	}
+	if s.Source == SourceInternal {
+		g := &s.Generation
+		if g.Mode == "" {
+			g.Mode = GenerationFull
+			if s.TotalQuantity > FullGenerationMax {
+				g.Mode = GenerationIncremental
+			}
+		}
+		if g.Mode == GenerationIncremental {
+			if g.Chunk == 0 {
+				g.Chunk = int(min(DefaultChunk, max(s.TotalQuantity, 1)))
+			}
+			if g.LowWater == 0 {
+				g.LowWater = max(g.Chunk/2, 1)
+			}
+		}
 	}
 	for _, t := range []*time.Time{&s.ClaimStart, &s.ClaimEnd, &s.Validity.Start, &s.Validity.End} {
 		*t = UTC(*t)
@@ -189,6 +250,7 @@ func (s *BatchSpec) Validate() error {
 		v.Add("percent_off", "applies only to a percent batch")
 	}
 	s.CodeFormat.validate(&v, "code_format")
+	s.validateOptions(&v)
 	if len(s.Rules) > MaxRules {
 		v.Addf("rules", "must hold at most %d rules", MaxRules)
 	} else {
@@ -219,6 +281,65 @@ func (s *BatchSpec) validateValidity(v *Validation) {
 	case !s.ClaimStart.IsZero() && !vd.End.After(s.ClaimStart):
 		v.Add("validity.end", "must be after claim_start, or no claimed coupon could ever be used")
 	}
+}
+
+func (s *BatchSpec) validateOptions(v *Validation) {
+	switch s.Source {
+	case SourceInternal:
+		g := s.Generation
+		switch g.Mode {
+		case GenerationFull:
+			if s.TotalQuantity > MaxFullTotalQuantity {
+				v.Addf("generation.mode", "full generation allows at most %d codes; use incremental", MaxFullTotalQuantity)
+			}
+			if g.Chunk != 0 || g.LowWater != 0 {
+				v.Add("generation", "chunk and low_water apply only to incremental generation")
+			}
+		case GenerationIncremental:
+			if g.Chunk < 1 || g.Chunk > 1_000_000 {
+				v.Add("generation.chunk", "must be between 1 and 1000000")
+			}
+			if g.LowWater < 1 || g.LowWater > 1_000_000 {
+				v.Add("generation.low_water", "must be between 1 and 1000000")
+			}
+		default:
+			v.Add("generation.mode", "must be full or incremental")
+		}
+	case SourceExternal:
+		if s.Generation != (Generation{}) {
+			v.Add("generation", "applies only to internal codes")
+		}
+		if s.Amount.Type == AmountSplit {
+			v.Add("amount.type", "an external batch cannot split a budget: its codes come with their amounts or the fixed amount")
+		}
+	default:
+		v.Add("source", "must be internal or external")
+	}
+	if s.TriggerSubject != "" && !ValidSubject(s.TriggerSubject) {
+		v.Add("trigger_subject", "must be a NATS subject: tokens of letters, digits, '-' and '_' separated by dots, at most 200 characters")
+	}
+}
+
+// ValidSubject reports whether s is a plain NATS subject (no wildcards).
+func ValidSubject(s string) bool {
+	if s == "" || len(s) > 200 || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	prev := byte('.')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if prev == '.' {
+				return false
+			}
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+		prev = c
+	}
+	return true
 }
 
 func identifier(v *Validation, field, s string, required bool) {

@@ -20,7 +20,7 @@ const batchColumns = `id, name, merchant_id, type, status, total_quantity, gener
 	per_user_limit, claim_start, claim_end, claim_platforms, channel, ad_copy,
 	validity_days, validity_start, validity_end,
 	amount_type, amount_value, amount_min, amount_max, amount_budget,
-	min_spend, percent_off, usage_platforms, code_prefix, code_length, created_at, updated_at`
+	min_spend, percent_off, usage_platforms, code_prefix, code_length, created_at, updated_at, options`
 
 // selectBatch reads batchColumns and the batch's rules, as one JSON array in
 // id order, so that a batch is one row and one round trip.
@@ -35,12 +35,12 @@ const selectBatch = `SELECT ` + batchColumns + `,
 const insertBatchSQL = `WITH b AS (
 	INSERT INTO batches (` + batchColumns + `)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-		$21, $22, $23, $24, $25, $26, $27, $28, $29)
+		$21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
 	RETURNING id
 )
 INSERT INTO rules (batch_id, ref_type, ref_id, use_type, value)
 SELECT b.id, r.ref_type, r.ref_id, r.use_type, r.value
-FROM b, unnest($30::text[], $31::text[], $32::text[], $33::bigint[]) WITH ORDINALITY AS r (ref_type, ref_id, use_type, value, ord)
+FROM b, unnest($31::text[], $32::text[], $33::text[], $34::bigint[]) WITH ORDINALITY AS r (ref_type, ref_id, use_type, value, ord)
 ORDER BY r.ord`
 
 // CreateBatch inserts a batch and its rules. A batch whose ID exists
@@ -57,7 +57,7 @@ func (s *Store) CreateBatch(ctx context.Context, b *coupon.Batch) error {
 		b.Validity.Days, nullTime(b.Validity.Start), nullTime(b.Validity.End),
 		string(b.Amount.Type), b.Amount.Value, b.Amount.Min, b.Amount.Max, b.Amount.Budget,
 		b.MinSpend, b.PercentOff, list(b.UsagePlatforms), b.CodeFormat.Prefix, b.CodeFormat.Length,
-		b.CreatedAt, b.UpdatedAt,
+		b.CreatedAt, b.UpdatedAt, encodeOptions(b.BatchOptions),
 		refTypes, refIDs, useTypes, values)
 	if err != nil {
 		if pe := pgError(err); pe != nil && pe.Code == uniqueViolation && pe.ConstraintName == "batches_pkey" {
@@ -187,13 +187,14 @@ func scanBatch(row pgx.Row) (*coupon.Batch, error) {
 		claimStart, claimEnd       pgtype.Timestamptz
 		validityStart, validityEnd pgtype.Timestamptz
 		rules                      []byte
+		options                    []byte
 	)
 	err := row.Scan(&b.ID, &b.Name, &b.MerchantID, &typ, &status, &b.TotalQuantity, &b.GeneratedCount, &b.GeneratedAmount,
 		&b.PerUserLimit, &claimStart, &claimEnd, &b.ClaimPlatforms, &b.Channel, &b.AdCopy,
 		&b.Validity.Days, &validityStart, &validityEnd,
 		&amountType, &b.Amount.Value, &b.Amount.Min, &b.Amount.Max, &b.Amount.Budget,
 		&b.MinSpend, &b.PercentOff, &b.UsagePlatforms, &b.CodeFormat.Prefix, &b.CodeFormat.Length, &b.CreatedAt, &b.UpdatedAt,
-		&rules)
+		&options, &rules)
 	if err != nil {
 		return nil, err
 	}
@@ -202,10 +203,19 @@ func scanBatch(row pgx.Row) (*coupon.Batch, error) {
 	b.Validity.Start, b.Validity.End = fromNullTime(validityStart), fromNullTime(validityEnd)
 	b.CreatedAt, b.UpdatedAt = utc(b.CreatedAt), utc(b.UpdatedAt)
 	b.ClaimPlatforms, b.UsagePlatforms = fromList(b.ClaimPlatforms), fromList(b.UsagePlatforms)
+	if err := json.Unmarshal(options, &b.BatchOptions); err != nil {
+		return nil, fmt.Errorf("postgres: options of batch %s: %w", b.ID, err)
+	}
 	if len(rules) > 0 {
 		if err := json.Unmarshal(rules, &b.Rules); err != nil {
 			return nil, fmt.Errorf("postgres: rules of batch %s: %w", b.ID, err)
 		}
 	}
 	return &b, nil
+}
+
+// encodeOptions writes a batch's options column.
+func encodeOptions(o coupon.BatchOptions) string {
+	b, _ := json.Marshal(o) // plain strings and numbers always marshal
+	return string(b)
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,7 +18,7 @@ const batchColumns = `id, name, merchant_id, type, status, total_quantity, gener
 	per_user_limit, claim_start, claim_end, claim_platforms, channel, ad_copy,
 	validity_days, validity_start, validity_end,
 	amount_type, amount_value, amount_min, amount_max, amount_budget,
-	min_spend, percent_off, usage_platforms, code_prefix, code_length, created_at, updated_at`
+	min_spend, percent_off, usage_platforms, code_prefix, code_length, created_at, updated_at, options`
 
 // CreateBatch inserts a batch and its rules in one transaction. A batch
 // whose ID exists already is refused with coupon.ErrConflict.
@@ -25,13 +26,13 @@ func (s *Store) CreateBatch(ctx context.Context, b *coupon.Batch) error {
 	op := "create batch " + b.ID
 	return s.writeTx(ctx, op, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO batches (`+batchColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			b.ID, b.Name, b.MerchantID, string(b.Type), string(b.Status), b.TotalQuantity, b.GeneratedCount, b.GeneratedAmount,
 			b.PerUserLimit, nullMicros(b.ClaimStart), nullMicros(b.ClaimEnd), encodeList(b.ClaimPlatforms), b.Channel, b.AdCopy,
 			b.Validity.Days, nullMicros(b.Validity.Start), nullMicros(b.Validity.End),
 			string(b.Amount.Type), b.Amount.Value, b.Amount.Min, b.Amount.Max, b.Amount.Budget,
 			b.MinSpend, b.PercentOff, encodeList(b.UsagePlatforms), b.CodeFormat.Prefix, b.CodeFormat.Length,
-			micros(b.CreatedAt), micros(b.UpdatedAt))
+			micros(b.CreatedAt), micros(b.UpdatedAt), encodeOptions(b.BatchOptions))
 		if err != nil {
 			if code, _, ok := constraint(err); ok && code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
 				return fmt.Errorf("sqlite: batch %s exists already: %w", b.ID, coupon.ErrConflict)
@@ -238,12 +239,13 @@ func scanBatch(row scanner) (*coupon.Batch, error) {
 		validityStart, validityEnd     sql.NullInt64
 		claimPlatforms, usagePlatforms sql.NullString
 		createdAt, updatedAt           int64
+		options                        string
 	)
 	err := row.Scan(&b.ID, &b.Name, &b.MerchantID, &typ, &status, &b.TotalQuantity, &b.GeneratedCount, &b.GeneratedAmount,
 		&b.PerUserLimit, &claimStart, &claimEnd, &claimPlatforms, &b.Channel, &b.AdCopy,
 		&b.Validity.Days, &validityStart, &validityEnd,
 		&amountType, &b.Amount.Value, &b.Amount.Min, &b.Amount.Max, &b.Amount.Budget,
-		&b.MinSpend, &b.PercentOff, &usagePlatforms, &b.CodeFormat.Prefix, &b.CodeFormat.Length, &createdAt, &updatedAt)
+		&b.MinSpend, &b.PercentOff, &usagePlatforms, &b.CodeFormat.Prefix, &b.CodeFormat.Length, &createdAt, &updatedAt, &options)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}
@@ -260,5 +262,14 @@ func scanBatch(row scanner) (*coupon.Batch, error) {
 	if b.UsagePlatforms, err = decodeList("usage_platforms", usagePlatforms); err != nil {
 		return nil, err
 	}
+	if err := json.Unmarshal([]byte(options), &b.BatchOptions); err != nil {
+		return nil, fmt.Errorf("sqlite: options of batch %s: %w", b.ID, err)
+	}
 	return &b, nil
+}
+
+// encodeOptions writes a batch's options column.
+func encodeOptions(o coupon.BatchOptions) string {
+	b, _ := json.Marshal(o) // plain strings and numbers always marshal
+	return string(b)
 }

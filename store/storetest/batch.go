@@ -37,6 +37,11 @@ func testBatchRoundTrip(t *testing.T, f *fixture) {
 		b.PercentOff = 20
 		b.UsagePlatforms = []string{"web", "ios"}
 		b.CodeFormat = coupon.CodeFormat{Prefix: "D11", Length: 10}
+		b.BatchOptions = coupon.BatchOptions{
+			Source:         coupon.SourceInternal,
+			Generation:     coupon.Generation{Mode: coupon.GenerationIncremental, Chunk: 500, LowWater: 100},
+			TriggerSubject: "user.registered",
+		}
 		b.Rules = []coupon.Rule{
 			{RefType: "category", RefID: "shoes", UseType: "include"},
 			{RefType: "product", RefID: "sku-1", UseType: "exclude"},

@@ -1,0 +1,8 @@
+-- Batch settings that no query filters on, as one JSON object (coupon.BatchOptions):
+-- adding such a setting needs no migration.
+
+-- +goose Up
+ALTER TABLE batches ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+
+-- +goose Down
+ALTER TABLE batches DROP COLUMN options;
