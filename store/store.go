@@ -32,6 +32,8 @@ var (
 // Store is the source of truth. It is safe for concurrent use. Every state
 // change that is an event writes its outbox row in the same transaction.
 type Store interface {
+	RedemptionStore
+
 	// CreateBatch inserts a new batch with its rules. b.ID is set by the
 	// caller; an ID that exists already is refused with coupon.ErrConflict.
 	CreateBatch(ctx context.Context, b *coupon.Batch) error
