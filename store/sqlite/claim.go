@@ -29,6 +29,24 @@ const insertEventSQL = `INSERT INTO outbox (type, aggregate_id, payload, created
 // only the failing statement) and writes no outbox row; any other failure
 // rolls the whole transaction back and becomes every outcome. An event
 // with a zero CreatedAt is stamped with its claim's ClaimedAt.
+//
+// It runs two single-row INSERTs per claim, on purpose. One multi-row
+// INSERT ... ON CONFLICT DO NOTHING RETURNING id per group, plus one for
+// the events, was measured against this loop (BenchmarkInsertClaims and
+// BenchmarkInsertClaimsLoaded, 15 alternating runs) and was no faster:
+// 0-9% slower at 16 and 256 claims per group, with 11% more CPU at 16 in
+// a loaded database, and 2-4% more instructions per call even in an empty
+// one (callgrind). The statements it saves are cheap: the driver keeps
+// them prepared and the database is in process, so there is no round trip
+// to save, and the time goes to B-tree pages and the commit either way. A
+// statement that writes many rows and can fail part way (the claims' CHECK
+// and FOREIGN KEY) costs more: to undo it alone, SQLite first copies every
+// page it touches into a statement journal, which took 7-10% of the
+// call's CPU. That path is also harder to get right. A claim that DO
+// NOTHING skipped, re-inserted alone to name its constraint, meets the
+// rows after it too, so the refusal SQLite names can differ from the one
+// this loop gives. And a statement cached for each group size up to 256
+// holds about 96 MB.
 func (s *Store) InsertClaims(ctx context.Context, writes []store.ClaimWrite) []error {
 	out := make([]error, len(writes))
 	if len(writes) == 0 {

@@ -3,8 +3,6 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -148,66 +146,6 @@ func TestQueryPlans(t *testing.T) {
 		p := plan(tc.query, "a", 1, "b")
 		require.Contains(t, p, tc.want, "%s\n%s", tc.query, p)
 		require.NotContains(t, p, "TEMP B-TREE", "%s\n%s", tc.query, p)
-	}
-}
-
-// BenchmarkInsertClaims measures the group commit of claims with their
-// events, at three group sizes.
-func BenchmarkInsertClaims(b *testing.B) {
-	for _, group := range []int{1, 16, 256} {
-		b.Run(fmt.Sprintf("group=%d", group), func(b *testing.B) {
-			ctx := context.Background()
-			s := open(b, sqlite.Config{})
-			now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-			batch := &coupon.Batch{
-				ID: coupon.NewID(now),
-				BatchSpec: coupon.BatchSpec{
-					Name: "bench", Type: coupon.TypeCash, TotalQuantity: coupon.MaxTotalQuantity, PerUserLimit: 1,
-					Validity: coupon.Validity{Days: 7}, Amount: coupon.AmountSpec{Type: coupon.AmountFixed, Value: 500},
-					UsagePlatforms: []string{"ios", "android"},
-				},
-				Status: coupon.StatusActive, CreatedAt: now, UpdatedAt: now,
-			}
-			require.NoError(b, s.CreateBatch(ctx, batch))
-
-			// Codes for every claim the benchmark will make, added up front.
-			n := b.N * group
-			for added := 0; added < n; {
-				chunk := make([]coupon.Code, min(10_000, n-added))
-				for i := range chunk {
-					chunk[i] = coupon.Code{Code: coupon.NewCode(coupon.CodeFormat{Length: 16}), Amount: 500}
-				}
-				out, err := s.AddCodes(ctx, batch.ID, chunk)
-				require.NoError(b, err)
-				added += len(out)
-			}
-			snap, err := s.Snapshot(ctx, batch.ID)
-			require.NoError(b, err)
-			pool := snap.Pool
-
-			writes := make([]store.ClaimWrite, group)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for j := range writes {
-					p := pool[i*group+j]
-					id := coupon.NewID(now)
-					c := coupon.NewClaim(batch, id, coupon.Claimant{UserID: "user-" + id, Platform: "ios"}, p.Code, p.Amount, 1, "", now)
-					payload, _ := json.Marshal(struct {
-						ClaimID string `json:"claim_id"`
-						Code    string `json:"code"`
-					}{id, p.Code})
-					writes[j] = store.ClaimWrite{Claim: c, Event: store.Event{Type: "claim.created", AggregateID: id, Payload: payload, CreatedAt: now}}
-				}
-				for _, err := range s.InsertClaims(ctx, writes) {
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "claims/s")
-		})
 	}
 }
 
