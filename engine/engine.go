@@ -22,6 +22,10 @@ var (
 	// loaded, or lost with a restart of Redis): load it from the store with
 	// Rebuild, then retry.
 	ErrUnknownBatch = errors.New("engine: batch not loaded")
+	// ErrStaleLoad means AddCodes was refused because the batch's LoadedSeq
+	// is not the load's fromSeq: someone else loaded those codes (or a
+	// Rebuild did) first. Read Stats again and load what is still missing.
+	ErrStaleLoad = errors.New("engine: codes loaded by someone else")
 )
 
 // Engine is the hot path of claims. All methods are safe for concurrent use
@@ -82,13 +86,23 @@ type Engine interface {
 	// refused with ErrLimitReached.
 	SetBatch(ctx context.Context, s BatchState) error
 
-	// AddCodes appends codes to the pool of a loaded batch; ErrUnknownBatch
-	// if it was never loaded.
-	AddCodes(ctx context.Context, batchID string, codes []PoolCode) error
+	// AddCodes loads the codes the store generated with sequence numbers in
+	// (fromSeq, throughSeq] — those of them still unclaimed, in sequence
+	// order — into the pool of a loaded batch. It is a compare-and-set on the
+	// batch's LoadedSeq, the highest code sequence number the engine holds:
+	// only if LoadedSeq == fromSeq does it append codes to the tail of the
+	// pool and set LoadedSeq to throughSeq, atomically; otherwise it changes
+	// nothing and returns ErrStaleLoad. So loading is idempotent: of several
+	// callers loading one range (instances racing, a retry after a crash
+	// between the store's insert and the load), exactly one pushes its codes.
+	// Claims may see the codes of one call appear before its LoadedSeq does,
+	// never a code twice. ErrUnknownBatch if the batch was never loaded;
+	// throughSeq below fromSeq is an error.
+	AddCodes(ctx context.Context, batchID string, fromSeq, throughSeq int64, codes []PoolCode) error
 
 	// Rebuild replaces all state of a batch with the snapshot: the pool, each
-	// user's taken sequence numbers, the idempotency keys, the batch state.
-	// It creates the batch if it is unknown. Sequence numbers below 1 are
+	// user's taken sequence numbers, the idempotency keys, the batch state,
+	// and LoadedSeq. It creates the batch if it is unknown. Sequence numbers below 1 are
 	// ignored; a user's free numbers are those missing below the highest held.
 	// It drops the batch's pending claims: the snapshot's pool holds the codes
 	// of claims the store never committed, so reclaiming them would put those
@@ -96,8 +110,8 @@ type Engine interface {
 	// old state (or ErrUnknownBatch) until it completes.
 	Rebuild(ctx context.Context, snap Snapshot) error
 
-	// Stats returns live figures of a loaded batch; ErrUnknownBatch if it
-	// was never loaded.
+	// Stats returns live figures of a loaded batch — pool depth, claims,
+	// LoadedSeq; ErrUnknownBatch if it was never loaded.
 	Stats(ctx context.Context, batchID string) (BatchStats, error)
 
 	// Close releases the engine's resources.
@@ -203,6 +217,10 @@ type Snapshot struct {
 	Pool  []PoolCode
 	Users []UserSeqs
 	Keys  []KeyEntry
+	// LoadedSeq is the batch's generated count when the snapshot was read:
+	// Pool holds the unclaimed codes of sequence numbers up to it, and
+	// AddCodes continues from it.
+	LoadedSeq int64
 }
 
 // BatchStats are live figures of a batch in the engine.
@@ -211,4 +229,8 @@ type BatchStats struct {
 	// Claimed counts claims handed out and not undone: every Undo lowers it
 	// by one; Rebuild sets it to the number of sequence numbers in the snapshot.
 	Claimed int64
+	// LoadedSeq is the highest code sequence number loaded into the pool,
+	// by Rebuild or AddCodes: the store's codes above it are not in the
+	// engine yet.
+	LoadedSeq int64
 }

@@ -159,7 +159,13 @@ func createBatch(ctx context.Context, c *http.Client, cfg Config) (string, error
 	if total <= 0 {
 		total = 1_000_000
 	}
-	spec := fmt.Sprintf(`{"name":"loadgen","total_quantity":%d,"per_user_limit":1,"validity":{"days":30},"amount":{"type":"fixed","value":500}}`, total)
+	// Full generation where it is allowed: the claims measured then do not
+	// share the store with a replenisher writing chunks.
+	generation := `"incremental"`
+	if total <= 1_000_000 {
+		generation = `"full"`
+	}
+	spec := fmt.Sprintf(`{"name":"loadgen","total_quantity":%d,"per_user_limit":1,"validity":{"days":30},"amount":{"type":"fixed","value":500},"generation":{"mode":%s}}`, total, generation)
 	var b struct {
 		ID string `json:"id"`
 	}

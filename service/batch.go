@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/coupond/coupond/bus"
 	"github.com/coupond/coupond/coupon"
@@ -19,6 +18,10 @@ type BatchView struct {
 	ClaimedCount   int64
 	RemainingCount int64 // total quantity − claimed
 	PoolDepth      int64 // codes ready in the engine; 0 when not loaded
+	// LoadedSeq is the highest code sequence number the engine has loaded:
+	// below GeneratedCount while a chunk is on its way to the pool (0 when
+	// the batch is not loaded).
+	LoadedSeq int64
 }
 
 // CreateBatch validates spec and stores a new draft batch.
@@ -60,7 +63,7 @@ func (s *Service) view(ctx context.Context, b *coupon.Batch) (*BatchView, error)
 	}
 	v := &BatchView{Batch: b, ClaimedCount: claimed, RemainingCount: b.TotalQuantity - claimed}
 	if st, err := s.engine.Stats(ctx, b.ID); err == nil {
-		v.PoolDepth = st.PoolDepth
+		v.PoolDepth, v.LoadedSeq = st.PoolDepth, st.LoadedSeq
 	}
 	return v, nil
 }
@@ -120,7 +123,9 @@ func clampLimit(v *coupon.Validation, limit int) int {
 }
 
 // Transition changes a batch's status. Publishing generates the batch's codes
-// first (all of them: full mode) and loads its pool into the engine.
+// first — all of them in full mode; in incremental mode a first chunk, and
+// more until the pool is above its low-water mark — and loads its pool into
+// the engine.
 func (s *Service) Transition(ctx context.Context, id string, t coupon.Transition) (*BatchView, error) {
 	from, to := t.From()
 	if to == "" {
@@ -130,14 +135,11 @@ func (s *Service) Transition(ctx context.Context, id string, t coupon.Transition
 	if err != nil {
 		return nil, err
 	}
+	generated := b.GeneratedCount
 	if t == coupon.Publish && b.Status == coupon.StatusDraft {
-		if err := s.generate(ctx, b.Batch); err != nil {
+		if generated, err = s.generate(ctx, b.Batch); err != nil {
 			return nil, err
 		}
-	}
-	generated := b.GeneratedCount
-	if t == coupon.Publish {
-		generated = b.TotalQuantity // full mode: generate wrote them all
 	}
 	now := s.clock()
 	data, _ := json.Marshal(bus.BatchStatusChanged{
@@ -181,72 +183,4 @@ func (s *Service) syncEngine(ctx context.Context, b *coupon.Batch) error {
 		return s.loadBatch(ctx, b.ID)
 	}
 	return err
-}
-
-// generate writes every code of a draft batch that is still missing, chunk
-// by chunk. It resumes after a crash: the batch's generated count and amount
-// say where to continue, and a split budget still sums exactly.
-func (s *Service) generate(ctx context.Context, b *coupon.Batch) error {
-	mu := s.generatorLock(b.ID)
-	mu.Lock()
-	defer mu.Unlock()
-	cur, err := s.store.GetBatch(ctx, b.ID) // re-read under the lock
-	if err != nil {
-		return unavailable("get batch", err)
-	}
-	amounts := coupon.NewAmounts(cur.Amount, cur.TotalQuantity, cur.GeneratedCount, cur.GeneratedAmount)
-	for remaining := cur.TotalQuantity - cur.GeneratedCount; remaining > 0; {
-		n := min(int64(s.chunk), remaining)
-		now := s.clock()
-		codes := make([]coupon.Code, n)
-		for i := range codes {
-			codes[i] = coupon.Code{Code: coupon.NewCode(cur.CodeFormat), Amount: amounts.Next(), CreatedAt: now}
-		}
-		if err := s.addCodes(ctx, cur, codes); err != nil {
-			return err
-		}
-		remaining -= n
-	}
-	return nil
-}
-
-// addCodes stores codes, drawing new strings (same amounts) for any that
-// collided with an existing code until all are in.
-func (s *Service) addCodes(ctx context.Context, b *coupon.Batch, codes []coupon.Code) error {
-	for attempt := 0; len(codes) > 0; attempt++ {
-		if attempt == 20 {
-			return fmt.Errorf("batch %s: codes keep colliding; use a longer code_format.length: %w", b.ID, coupon.ErrConflict)
-		}
-		inserted, err := s.store.AddCodes(ctx, b.ID, codes)
-		if err != nil {
-			return unavailable("add codes", err)
-		}
-		if len(inserted) == len(codes) {
-			return nil
-		}
-		in := make(map[string]struct{}, len(inserted))
-		for _, c := range inserted {
-			in[c.Code] = struct{}{}
-		}
-		retry := codes[:0:0]
-		for _, c := range codes {
-			if _, ok := in[c.Code]; !ok {
-				c.Code = coupon.NewCode(b.CodeFormat)
-				retry = append(retry, c)
-			}
-		}
-		codes = retry
-	}
-	return nil
-}
-
-func (s *Service) generatorLock(batchID string) *sync.Mutex {
-	s.genMu.Lock()
-	defer s.genMu.Unlock()
-	mu, ok := s.gen[batchID]
-	if !ok {
-		mu = &sync.Mutex{}
-		s.gen[batchID] = mu
-	}
-	return mu
 }

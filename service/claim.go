@@ -52,10 +52,28 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim,
 	// A store constraint can refuse a code or a sequence number the engine
 	// handed out only when the engine's state was rebuilt while claims were
 	// in flight; the engine step is then undone keeping what the store
-	// holds, and tried again.
-	for attempt := 1; ; attempt++ {
+	// holds, and tried again. An empty pool is sold out only once every
+	// code of the batch is generated and loaded: until then the claim waits
+	// for codes (see refill) and is tried again.
+	var refillUntil time.Time
+	for attempt := 1; ; {
 		c, replayed, err := s.claimOnce(ctx, b, req, now)
-		if attempt < maxClaimAttempts && (errors.Is(err, store.ErrCodeClaimed) || errors.Is(err, store.ErrSeqTaken)) {
+		switch {
+		case errors.Is(err, engine.ErrSoldOut):
+			if refillUntil.IsZero() {
+				refillUntil = time.Now().Add(maxRefillWaits * s.refillWait)
+			}
+			more, rerr := s.refill(ctx, b)
+			switch {
+			case rerr != nil:
+				return nil, false, rerr
+			case more && time.Now().After(refillUntil):
+				return nil, false, fmt.Errorf("batch %s: more codes are being generated, try again: %w", b.ID, coupon.ErrUnavailable)
+			case more:
+				continue
+			}
+		case attempt < maxClaimAttempts && (errors.Is(err, store.ErrCodeClaimed) || errors.Is(err, store.ErrSeqTaken)):
+			attempt++
 			continue
 		}
 		if err != nil && coupon.ErrorCode(err) == coupon.CodeInternal {
@@ -65,7 +83,12 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim,
 	}
 }
 
-const maxClaimAttempts = 3
+const (
+	maxClaimAttempts = 3
+	// maxRefillWaits bounds, in RefillWaits, how long one claim keeps
+	// waiting for codes while others take them as they come.
+	maxRefillWaits = 2
+)
 
 func (s *Service) claimOnce(ctx context.Context, b *coupon.Batch, req ClaimRequest, now time.Time) (*coupon.Claim, bool, error) {
 	claimID := coupon.NewID(now)

@@ -10,36 +10,15 @@ import (
 	"github.com/coupond/coupond/store"
 )
 
-// loadCall is one load of a batch into the engine that concurrent callers share.
-type loadCall struct {
-	done chan struct{}
-	err  error
-}
-
 // loadBatch rebuilds a batch's engine state from the store: its unclaimed
 // codes, each user's sequence numbers and the idempotency keys. Concurrent
-// calls for one batch share one load.
+// calls for one batch share one load, which runs to its end even if the
+// caller that started it goes away.
 func (s *Service) loadBatch(ctx context.Context, batchID string) error {
-	s.loadMu.Lock()
-	if c, ok := s.loading[batchID]; ok {
-		s.loadMu.Unlock()
-		select {
-		case <-c.done:
-			return c.err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	c := &loadCall{done: make(chan struct{})}
-	s.loading[batchID] = c
-	s.loadMu.Unlock()
-
-	c.err = s.rebuildOnce(context.WithoutCancel(ctx), batchID)
-	close(c.done)
-	s.loadMu.Lock()
-	delete(s.loading, batchID)
-	s.loadMu.Unlock()
-	return c.err
+	_, _, err := s.loads.do(ctx, batchID, func() (struct{}, error) {
+		return struct{}{}, s.rebuildOnce(context.WithoutCancel(ctx), batchID)
+	})
+	return err
 }
 
 // rebuildOnce rebuilds a batch under a lease of the engine, so that of
@@ -87,6 +66,9 @@ func (s *Service) rebuild(ctx context.Context, batchID string) error {
 		Pool:  make([]engine.PoolCode, len(snap.Pool)),
 		Users: make([]engine.UserSeqs, 0, len(snap.Users)),
 		Keys:  make([]engine.KeyEntry, len(snap.Keys)),
+		// The pool holds the unclaimed codes up to the generated count read
+		// with it; AddCodes continues from there.
+		LoadedSeq: b.GeneratedCount,
 	}
 	for i, c := range snap.Pool {
 		es.Pool[i] = engine.PoolCode{Code: c.Code, Amount: c.Amount}
@@ -102,7 +84,7 @@ func (s *Service) rebuild(ctx context.Context, batchID string) error {
 	}
 	s.batches.put(b)
 	s.log.InfoContext(ctx, "batch loaded into engine", "batch", b.ID, "status", b.Status,
-		"pool", len(es.Pool), "users", len(es.Users), "keys", len(es.Keys))
+		"pool", len(es.Pool), "users", len(es.Users), "keys", len(es.Keys), "loaded_seq", es.LoadedSeq)
 	return nil
 }
 

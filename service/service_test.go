@@ -24,6 +24,7 @@ type env struct {
 	engine *memory.Engine
 	path   string
 	clock  *clock
+	tune   func(*service.Config) // optional changes to the default configuration
 }
 
 type clock struct {
@@ -45,7 +46,12 @@ func (c *clock) Advance(d time.Duration) {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{path: filepath.Join(t.TempDir(), "coupond.db"), clock: &clock{t: time.Now().UTC()}}
+	return setupTuned(t, nil)
+}
+
+func setupTuned(t *testing.T, tune func(*service.Config)) *env {
+	t.Helper()
+	e := &env{path: filepath.Join(t.TempDir(), "coupond.db"), clock: &clock{t: time.Now().UTC()}, tune: tune}
 	e.open(t)
 	t.Cleanup(func() { e.close() })
 	return e
@@ -59,7 +65,11 @@ func (e *env) open(t *testing.T) {
 	}
 	e.store = st
 	e.engine = memory.New()
-	e.svc = service.New(service.Config{Store: st, Engine: e.engine, Now: e.clock.Now})
+	cfg := service.Config{Store: st, Engine: e.engine, Now: e.clock.Now}
+	if e.tune != nil {
+		e.tune(&cfg)
+	}
+	e.svc = service.New(cfg)
 	if err := e.svc.LoadEngine(context.Background()); err != nil {
 		t.Fatal(err)
 	}

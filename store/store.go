@@ -19,6 +19,10 @@ var (
 	ErrNotFound = coupon.ErrNotFound
 	// ErrTotalExceeded: adding the codes would take the batch past its total.
 	ErrTotalExceeded = errors.New("store: generated count would exceed the total quantity")
+	// ErrGeneratedMoved: ContinueCodes found the batch's generated count
+	// other than the caller read; someone else added codes meanwhile. Read
+	// the batch again and draw the codes (and amounts) afresh.
+	ErrGeneratedMoved = errors.New("store: generated count moved")
 	// ErrStatus: the batch is not in one of the statuses a change starts from.
 	ErrStatus = errors.New("store: batch status does not allow this change")
 	// Per-row outcomes of InsertClaims, each a constraint of the claims table.
@@ -57,12 +61,26 @@ type Store interface {
 	// clock. A call whose codes all exist already succeeds and inserts none,
 	// even into a full batch. An amount below 1 is an error.
 	AddCodes(ctx context.Context, batchID string, codes []coupon.Code) ([]coupon.Code, error)
+	// ContinueCodes is AddCodes on the condition that the batch's generated
+	// count is from, checked in the same transaction that bounds it by the
+	// total: otherwise ErrGeneratedMoved, nothing written. Generators that
+	// race each draw their codes, and a split budget's amounts, from the
+	// count and amount they read; the condition lets one write and makes
+	// the others read again, so the total and the budget stay exact.
+	ContinueCodes(ctx context.Context, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error)
+	// UnclaimedCodes returns the codes of a batch with sequence numbers in
+	// (afterSeq, throughSeq] that no claim holds, in sequence order: what
+	// the engine's AddCodes loads. It reads the primary, never a replica.
+	// ErrNotFound if there is no such batch.
+	UnclaimedCodes(ctx context.Context, batchID string, afterSeq, throughSeq int64) ([]PoolCode, error)
 	// GetCode returns a code with its derived status, or ErrNotFound.
 	GetCode(ctx context.Context, code string) (*coupon.Code, error)
 
 	// Snapshot reads, in one consistent read, what the engine needs to
-	// rebuild a batch: unclaimed codes in generation order, each user's
-	// sequence numbers and the remembered idempotency keys.
+	// rebuild a batch: the batch, its unclaimed codes in generation order,
+	// each user's sequence numbers and the remembered idempotency keys. The
+	// pool is exactly the unclaimed codes with sequence numbers up to the
+	// batch's GeneratedCount, which becomes the engine's LoadedSeq.
 	Snapshot(ctx context.Context, batchID string) (*BatchSnapshot, error)
 
 	// InsertClaims writes claims, each with its outbox event, and returns

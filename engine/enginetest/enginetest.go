@@ -4,7 +4,9 @@
 package enginetest
 
 import (
+	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,6 +45,8 @@ func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 		{"SetBatchPauseResume", testSetBatchPauseResume},
 		{"SetBatchLimit", testSetBatchLimit},
 		{"AddCodes", testAddCodes},
+		{"AddCodesStale", testAddCodesStale},
+		{"AddCodesConcurrent", testAddCodesConcurrent},
 		{"Stats", testStats},
 		{"PendingAfterClaim", testPendingAfterClaim},
 		{"PendingGoneAfterSettle", testPendingGoneAfterSettle},
@@ -139,7 +143,7 @@ func testUnknownBatch(t *testing.T, e engine.Engine) {
 	require.ErrorIs(t, err, engine.ErrUnknownBatch)
 	require.ErrorIs(t, e.Undo(ctx, engine.UndoParams{BatchID: id, UserID: "u1", Code: "X", Seq: 1}), engine.ErrUnknownBatch)
 	require.ErrorIs(t, e.SetBatch(ctx, engine.BatchState{BatchID: id, Active: true, PerUserLimit: 1}), engine.ErrUnknownBatch)
-	require.ErrorIs(t, e.AddCodes(ctx, id, codes("A", 1)), engine.ErrUnknownBatch)
+	require.ErrorIs(t, e.AddCodes(ctx, id, 0, 1, codes("A", 1)), engine.ErrUnknownBatch)
 	_, err = e.Stats(ctx, id)
 	require.ErrorIs(t, err, engine.ErrUnknownBatch)
 	require.ErrorIs(t, e.Settle(ctx, id, []string{"X"}), engine.ErrUnknownBatch)
@@ -246,7 +250,7 @@ func testLimitBeforeSoldOut(t *testing.T, e engine.Engine) {
 
 func testPoolIsFIFO(t *testing.T, e engine.Engine) {
 	id := load(t, e, 1, codes("A", 3))
-	require.NoError(t, e.AddCodes(t.Context(), id, codes("B", 2)))
+	require.NoError(t, e.AddCodes(t.Context(), id, 0, 2, codes("B", 2)))
 	var got []engine.PoolCode
 	for i := range 5 {
 		r := mustClaim(t, e, id, "u"+strconv.Itoa(i), "", "c"+strconv.Itoa(i))
@@ -423,7 +427,7 @@ func testRebuildCreatesBatch(t *testing.T, e engine.Engine) {
 	require.Equal(t, engine.BatchStats{}, stats(t, e, empty))
 	_, err = claim(t, e, empty, "u1", "", "c3")
 	require.ErrorIs(t, err, engine.ErrSoldOut)
-	require.NoError(t, e.AddCodes(ctx, empty, codes("B", 1)))
+	require.NoError(t, e.AddCodes(ctx, empty, 0, 1, codes("B", 1)))
 	require.Equal(t, "B-1", mustClaim(t, e, empty, "u1", "", "c4").Code)
 }
 
@@ -519,12 +523,13 @@ func testAddCodes(t *testing.T, e engine.Engine) {
 	_, err := claim(t, e, id, "u1", "", "c1")
 	require.ErrorIs(t, err, engine.ErrSoldOut)
 
-	require.NoError(t, e.AddCodes(ctx, id, codes("A", 2)))
-	require.NoError(t, e.AddCodes(ctx, id, nil))
-	require.Equal(t, int64(2), stats(t, e, id).PoolDepth)
+	require.NoError(t, e.AddCodes(ctx, id, 0, 2, codes("A", 2)))
+	require.NoError(t, e.AddCodes(ctx, id, 2, 2, nil), "an empty range")
+	require.Equal(t, engine.BatchStats{PoolDepth: 2, LoadedSeq: 2}, stats(t, e, id))
 	require.Equal(t, "A-1", mustClaim(t, e, id, "u1", "", "c2").Code)
-	require.NoError(t, e.AddCodes(ctx, id, codes("B", 2)))
-	require.Equal(t, int64(3), stats(t, e, id).PoolDepth)
+	// The range (2, 5] had a code claimed already: two codes for three numbers.
+	require.NoError(t, e.AddCodes(ctx, id, 2, 5, codes("B", 2)))
+	require.Equal(t, engine.BatchStats{PoolDepth: 3, Claimed: 1, LoadedSeq: 5}, stats(t, e, id))
 
 	var got []string
 	for i := range 3 {
@@ -536,9 +541,11 @@ func testAddCodes(t *testing.T, e engine.Engine) {
 
 	// Many appends and pops interleaved keep the order.
 	var want, order []string
+	loaded := int64(5)
 	for round := range 20 {
 		more := codes("R"+strconv.Itoa(round), 7)
-		require.NoError(t, e.AddCodes(ctx, id, more))
+		require.NoError(t, e.AddCodes(ctx, id, loaded, loaded+7, more))
+		loaded += 7
 		for _, c := range more {
 			want = append(want, c.Code)
 		}
@@ -555,6 +562,139 @@ func testAddCodes(t *testing.T, e engine.Engine) {
 	}
 	require.Equal(t, want, order)
 	require.Equal(t, int64(0), stats(t, e, id).PoolDepth)
+	require.Equal(t, loaded, stats(t, e, id).LoadedSeq)
+}
+
+// testAddCodesStale: a load whose fromSeq is not the batch's LoadedSeq is
+// refused with ErrStaleLoad and changes nothing; Rebuild sets LoadedSeq.
+func testAddCodesStale(t *testing.T, e engine.Engine) {
+	ctx := t.Context()
+	id := newBatchID()
+	require.NoError(t, e.Rebuild(ctx, engine.Snapshot{
+		Batch: engine.BatchState{BatchID: id, Active: true, PerUserLimit: 100},
+		Pool:  codes("A", 3), LoadedSeq: 10,
+	}))
+	require.Equal(t, engine.BatchStats{PoolDepth: 3, LoadedSeq: 10}, stats(t, e, id))
+
+	for _, from := range []int64{0, 9, 11} {
+		require.ErrorIs(t, e.AddCodes(ctx, id, from, from+4, codes("X", 4)), engine.ErrStaleLoad, "from %d", from)
+	}
+	require.ErrorIs(t, e.AddCodes(ctx, id, 12, 12, nil), engine.ErrStaleLoad, "even an empty load is checked")
+	require.Equal(t, engine.BatchStats{PoolDepth: 3, LoadedSeq: 10}, stats(t, e, id), "refused loads change nothing")
+	err := e.AddCodes(ctx, id, 10, 9, codes("X", 1))
+	require.Error(t, err, "through below from")
+	require.NotErrorIs(t, err, engine.ErrStaleLoad)
+
+	require.NoError(t, e.AddCodes(ctx, id, 10, 14, codes("B", 4)))
+	require.ErrorIs(t, e.AddCodes(ctx, id, 10, 14, codes("B", 4)), engine.ErrStaleLoad, "the same range twice")
+	require.Equal(t, engine.BatchStats{PoolDepth: 7, LoadedSeq: 14}, stats(t, e, id))
+
+	// A large load (beyond what some engines take in one step) is refused
+	// whole too.
+	big := codes("L", 5000)
+	require.ErrorIs(t, e.AddCodes(ctx, id, 13, 5013, big), engine.ErrStaleLoad)
+	require.Equal(t, engine.BatchStats{PoolDepth: 7, LoadedSeq: 14}, stats(t, e, id))
+
+	var got []string
+	for i := range 7 {
+		got = append(got, mustClaim(t, e, id, "u1", "", "c"+strconv.Itoa(i)).Code)
+	}
+	require.Equal(t, []string{"A-1", "A-2", "A-3", "B-1", "B-2", "B-3", "B-4"}, got, "no refused code reached the pool")
+	_, err = claim(t, e, id, "u1", "", "c9")
+	require.ErrorIs(t, err, engine.ErrSoldOut)
+
+	// A Rebuild sets LoadedSeq from its snapshot, lower or higher.
+	require.NoError(t, e.Rebuild(ctx, engine.Snapshot{
+		Batch: engine.BatchState{BatchID: id, Active: true, PerUserLimit: 100}, LoadedSeq: 3,
+	}))
+	require.ErrorIs(t, e.AddCodes(ctx, id, 14, 15, codes("C", 1)), engine.ErrStaleLoad)
+	require.NoError(t, e.AddCodes(ctx, id, 3, 5003, big))
+	require.Equal(t, engine.BatchStats{PoolDepth: 5000, LoadedSeq: 5003}, stats(t, e, id))
+	require.Equal(t, "L-1", mustClaim(t, e, id, "u2", "", "c10").Code)
+}
+
+// testAddCodesConcurrent: 16 loaders race to load one range of 5,000 codes
+// while claims drain the pool; exactly one load succeeds, and every code is
+// handed out once.
+func testAddCodesConcurrent(t *testing.T, e engine.Engine) {
+	const (
+		loaders = 16
+		n       = 5000
+	)
+	ctx := t.Context()
+	id := newBatchID()
+	first := codes("F", 50)
+	require.NoError(t, e.Rebuild(ctx, engine.Snapshot{
+		Batch: engine.BatchState{BatchID: id, Active: true, PerUserLimit: 1_000_000},
+		Pool:  first, LoadedSeq: 50,
+	}))
+	more := codes("N", n)
+
+	var (
+		wg       sync.WaitGroup
+		start    = make(chan struct{})
+		ok       atomic.Int64
+		stale    atomic.Int64
+		done     atomic.Bool
+		mu       sync.Mutex
+		claimed  []string
+		loadErrs = make(chan error, loaders)
+	)
+	for range loaders {
+		wg.Go(func() {
+			<-start
+			switch err := e.AddCodes(ctx, id, 50, 50+n, more); {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, engine.ErrStaleLoad):
+				stale.Add(1)
+			default:
+				loadErrs <- err
+			}
+		})
+	}
+	var claimers sync.WaitGroup
+	for c := range 4 {
+		claimers.Go(func() {
+			<-start
+			for i := 0; ; i++ {
+				r, err := e.Claim(ctx, engine.ClaimParams{BatchID: id, UserID: "u" + strconv.Itoa(c), ClaimID: "c"})
+				if errors.Is(err, engine.ErrSoldOut) {
+					if done.Load() {
+						return
+					}
+					continue
+				}
+				if err != nil {
+					loadErrs <- err
+					return
+				}
+				mu.Lock()
+				claimed = append(claimed, r.Code)
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	done.Store(true)
+	claimers.Wait()
+	close(loadErrs)
+	for err := range loadErrs {
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 1, ok.Load(), "exactly one loader pushes the range")
+	require.EqualValues(t, loaders-1, stale.Load())
+	require.Len(t, claimed, 50+n, "every code of the pool and of the range, and no more")
+	seen := make(map[string]bool, len(claimed))
+	for _, c := range claimed {
+		require.False(t, seen[c], "code %s handed out twice", c)
+		seen[c] = true
+	}
+	for _, c := range append(first, more...) {
+		require.True(t, seen[c.Code], "code %s never handed out", c.Code)
+	}
+	require.Equal(t, engine.BatchStats{PoolDepth: 0, Claimed: 50 + n, LoadedSeq: 50 + n}, stats(t, e, id))
 }
 
 func testStats(t *testing.T, e engine.Engine) {

@@ -23,6 +23,7 @@ type model struct {
 	users   map[string]map[int]bool
 	keys    map[[2]string]engine.KeyEntry
 	claimed int64
+	loaded  int64                          // LoadedSeq
 	pending map[string]engine.PendingClaim // by code
 }
 
@@ -118,8 +119,9 @@ func (m *model) pendingList(before time.Time, limit int) []engine.PendingClaim {
 // pending claims.
 func (m *model) snapshot() engine.Snapshot {
 	s := engine.Snapshot{
-		Batch: engine.BatchState{BatchID: m.batchID, Active: m.active, PerUserLimit: m.limit},
-		Pool:  slices.Clone(m.pool),
+		Batch:     engine.BatchState{BatchID: m.batchID, Active: m.active, PerUserLimit: m.limit},
+		Pool:      slices.Clone(m.pool),
+		LoadedSeq: m.loaded,
 	}
 	clear(m.pending)
 	m.claimed = 0
@@ -140,7 +142,7 @@ func (m *model) snapshot() engine.Snapshot {
 // testModel checks random sequences of every operation against the model:
 // claims of a few users with a few keys, undos with and without KeepCode and
 // KeepSeq, settles, reclaims of pending and of settled claims, limit changes,
-// pauses, AddCodes and Rebuilds from the model; after each step, the figures
+// pauses, AddCodes (some of them stale) and Rebuilds from the model; after each step, the figures
 // and a random slice of the pending claims.
 func testModel(t *testing.T, e engine.Engine) {
 	for seed := range uint64(4) {
@@ -238,12 +240,22 @@ func runModel(t *testing.T, e engine.Engine, seed uint64) {
 				nextCode++
 				more[i] = engine.PoolCode{Code: "N-" + strconv.Itoa(nextCode), Amount: int64(nextCode)}
 			}
+			// Loads continue from LoadedSeq, over a range that may have
+			// numbers of claimed codes; now and then one is stale.
+			from, through := m.loaded, m.loaded+int64(len(more)+rnd.IntN(2))
+			if rnd.IntN(5) == 0 {
+				from += int64(1 - 2*rnd.IntN(2))
+				through = from + int64(len(more))
+				require.ErrorIs(t, e.AddCodes(ctx, id, from, through, more), engine.ErrStaleLoad, "step %d", step)
+				break
+			}
 			m.pool = append(m.pool, more...)
-			require.NoError(t, e.AddCodes(ctx, id, more))
+			m.loaded = through
+			require.NoError(t, e.AddCodes(ctx, id, from, through, more))
 		default:
 			require.NoError(t, e.Rebuild(ctx, m.snapshot()), "step %d: rebuild", step)
 		}
-		require.Equal(t, engine.BatchStats{PoolDepth: int64(len(m.pool)), Claimed: m.claimed}, stats(t, e, id), "step %d", step)
+		require.Equal(t, engine.BatchStats{PoolDepth: int64(len(m.pool)), Claimed: m.claimed, LoadedSeq: m.loaded}, stats(t, e, id), "step %d", step)
 		before, limit := at(rnd.IntN(step+2)), 1+rnd.IntN(6)
 		got, err := e.Pending(ctx, id, before, limit)
 		require.NoError(t, err)

@@ -173,24 +173,33 @@ func (e *Engine) SetBatch(_ context.Context, s engine.BatchState) error {
 	return nil
 }
 
-// AddCodes appends codes to the tail of the pool.
-func (e *Engine) AddCodes(_ context.Context, batchID string, codes []engine.PoolCode) error {
+// AddCodes appends codes to the tail of the pool if the batch's LoadedSeq
+// is fromSeq, and sets it to throughSeq; ErrStaleLoad otherwise.
+func (e *Engine) AddCodes(_ context.Context, batchID string, fromSeq, throughSeq int64, codes []engine.PoolCode) error {
+	if throughSeq < fromSeq {
+		return fmt.Errorf("memory engine: add codes to batch %s: through %d is below from %d", batchID, throughSeq, fromSeq)
+	}
 	b := e.batch(batchID)
 	if b == nil {
 		return engine.ErrUnknownBatch
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.loaded != fromSeq {
+		return engine.ErrStaleLoad
+	}
 	b.compact()
 	b.pool = append(b.pool, codes...)
-	b.mu.Unlock()
+	b.loaded = throughSeq
 	return nil
 }
 
 // Rebuild replaces the batch's state with the snapshot, creating the batch
 // if it is unknown. A user's taken count becomes the number of distinct
 // sequence numbers (those below 1 are ignored); Stats' Claimed becomes the
-// sum of them over all users. The pending claims are dropped: the snapshot's
-// pool already holds the codes of claims the store never committed.
+// sum of them over all users; LoadedSeq becomes the snapshot's. The pending
+// claims are dropped: the snapshot's pool already holds the codes of claims
+// the store never committed.
 func (e *Engine) Rebuild(_ context.Context, snap engine.Snapshot) error {
 	// Build outside any lock: a large snapshot must not stall claims of
 	// other batches, nor of this one for longer than the swap.
@@ -227,12 +236,14 @@ func (e *Engine) Rebuild(_ context.Context, snap engine.Snapshot) error {
 	b.pool, b.head = pool, 0
 	b.users, b.keys = users, keys
 	b.claimed = claimed
+	b.loaded = snap.LoadedSeq
 	b.pending = pendingList{}
 	b.mu.Unlock()
 	return nil
 }
 
-// Stats returns the pool depth and the claims handed out and not undone.
+// Stats returns the pool depth, the claims handed out and not undone, and
+// the loaded sequence number.
 func (e *Engine) Stats(_ context.Context, batchID string) (engine.BatchStats, error) {
 	b := e.batch(batchID)
 	if b == nil {
@@ -240,7 +251,7 @@ func (e *Engine) Stats(_ context.Context, batchID string) (engine.BatchStats, er
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return engine.BatchStats{PoolDepth: int64(len(b.pool) - b.head), Claimed: b.claimed}, nil
+	return engine.BatchStats{PoolDepth: int64(len(b.pool) - b.head), Claimed: b.claimed, LoadedSeq: b.loaded}, nil
 }
 
 // Lock takes the lease name for ttl unless an unexpired lease holds it.
@@ -308,6 +319,7 @@ type batch struct {
 	users   map[string]userState
 	keys    map[keyID]keyEntry
 	claimed int64
+	loaded  int64 // LoadedSeq: the highest code sequence number loaded
 	pending pendingList
 }
 

@@ -8,13 +8,16 @@
 // All keys of a batch share one hash tag, so every script runs on one node
 // of a Redis Cluster and batches spread over the shards:
 //
-//	cp:{<batch>}:meta          hash: active (1/0), limit, claimed
+//	cp:{<batch>}:meta          hash: active (1/0), limit, claimed, loaded (LoadedSeq)
 //	cp:{<batch>}:pool          list of "<amount>:<code>", next code first
 //	cp:{<batch>}:users         hash: user → "high" or "high,hole,hole…"
 //	cp:{<batch>}:keys          hash: idempotency key → the claim it made
 //	cp:{<batch>}:pending       sorted set: code → At in microseconds
 //	cp:{<batch>}:pending:info  hash: code → claim id, user, key, amount, seq
 //	cp:lease:{<name>}          string: the token of the lease's holder
+//
+// A Rebuild, and an AddCodes too large for one script's arguments, stage
+// their entries under temporary keys of the batch's hash tag first.
 //
 // A user holds the sequence numbers 1..high except the holes that undos
 // left, as in the memory engine. The keys hash is indexed by
@@ -125,6 +128,7 @@ const (
 	statusLimitReached = -3
 	statusSoldOut      = -4
 	statusStagingLost  = -5
+	statusStale        = -6
 )
 
 // Claim runs the claim step, lua/claim.lua, in one round trip. At is kept
@@ -255,30 +259,61 @@ func (e *Engine) SetBatch(ctx context.Context, s engine.BatchState) error {
 	return nil
 }
 
-// AddCodes appends codes to the pool, addCodesSlice codes a script so that
-// a large delivery does not hold Redis up for long. A claim may see the
-// first slices before the last; each code is appended once, in order. An
-// error may leave a prefix of the codes appended.
-func (e *Engine) AddCodes(ctx context.Context, batchID string, codes []engine.PoolCode) error {
+// AddCodes loads codes into the pool if the batch's loaded sequence number
+// is fromSeq, and sets it to throughSeq, in one script (lua/add_codes.lua),
+// so that of several loaders of one range exactly one pushes its codes.
+// Up to addCodesSlice codes go as the script's arguments; a larger load
+// stages the others first, through a pipeline of bounded slices, in a list
+// of its own under the batch's hash tag (expiring after stagingTTL should
+// the process die meanwhile), which the script moves into the pool.
+func (e *Engine) AddCodes(ctx context.Context, batchID string, fromSeq, throughSeq int64, codes []engine.PoolCode) error {
+	if throughSeq < fromSeq {
+		return fmt.Errorf("redis engine: add codes to batch %s: through %d is below from %d", batchID, throughSeq, fromSeq)
+	}
 	k := e.batchKeys(batchID)
-	keys := []string{k[keyMeta], k[keyPool]}
-	for {
-		// Even with no codes, one run answers ErrUnknownBatch as it should.
-		n := min(len(codes), addCodesSlice)
-		args := make([]any, n)
-		for i, c := range codes[:n] {
-			args[i] = poolEntry(c)
+	staging := k.load(newToken())
+	staged := max(len(codes)-addCodesSlice, 0)
+	if staged > 0 {
+		pipe := e.client.Pipeline()
+		for rest := codes[:staged]; len(rest) > 0; {
+			n := min(len(rest), rebuildSlice)
+			entries := make([]any, n)
+			for i, c := range rest[:n] {
+				entries[i] = poolEntry(c)
+			}
+			pipe.RPush(ctx, staging, entries...)
+			rest = rest[n:]
+			if pipe.Len() >= rebuildPipeline {
+				pipe.PExpire(ctx, staging, stagingTTL)
+				if _, err := pipe.Exec(ctx); err != nil {
+					return fail("add codes", err)
+				}
+			}
 		}
-		status, err := addCodesScript.Run(ctx, e.client, keys, args...).Int64()
-		if err != nil {
+		pipe.PExpire(ctx, staging, stagingTTL)
+		if _, err := pipe.Exec(ctx); err != nil {
 			return fail("add codes", err)
 		}
-		if status != 0 {
-			return refusal("add codes", status)
-		}
-		if codes = codes[n:]; len(codes) == 0 {
-			return nil
-		}
+	}
+	args := make([]any, 0, 3+len(codes)-staged)
+	args = append(args, fromSeq, throughSeq, staged)
+	for _, c := range codes[staged:] {
+		args = append(args, poolEntry(c))
+	}
+	status, err := addCodesScript.Run(ctx, e.client, []string{k[keyMeta], k[keyPool], staging}, args...).Int64()
+	if err != nil {
+		return fail("add codes", err)
+	}
+	switch status {
+	case 0:
+		return nil
+	case statusStale:
+		return engine.ErrStaleLoad
+	case statusStagingLost:
+		return fmt.Errorf("redis engine: add codes to batch %s: the staged codes were lost (did Redis restart?): %w",
+			batchID, coupon.ErrUnavailable)
+	default:
+		return refusal("add codes", status)
 	}
 }
 
@@ -381,7 +416,8 @@ func (e *Engine) Rebuild(ctx context.Context, snap engine.Snapshot) error {
 
 	swapKeys := append(k[:], stage[:]...)
 	status, err := rebuildScript.Run(ctx, e.client, swapKeys,
-		flag(snap.Batch.Active), snap.Batch.PerUserLimit, claimed, len(snap.Pool), len(users), len(keyRecords)).Int64()
+		flag(snap.Batch.Active), snap.Batch.PerUserLimit, claimed, len(snap.Pool), len(users), len(keyRecords),
+		snap.LoadedSeq).Int64()
 	if err != nil {
 		return fail("rebuild", err)
 	}
@@ -396,7 +432,8 @@ func (e *Engine) Rebuild(ctx context.Context, snap engine.Snapshot) error {
 	}
 }
 
-// Stats returns the pool depth and the claims handed out and not undone.
+// Stats returns the pool depth, the claims handed out and not undone, and
+// the loaded sequence number.
 func (e *Engine) Stats(ctx context.Context, batchID string) (engine.BatchStats, error) {
 	k := e.batchKeys(batchID)
 	res, err := statsScript.Run(ctx, e.client, []string{k[keyMeta], k[keyPool]}).Slice()
@@ -410,8 +447,8 @@ func (e *Engine) Stats(ctx context.Context, batchID string) (engine.BatchStats, 
 		}
 		return engine.BatchStats{}, refusal("stats", status)
 	}
-	s := engine.BatchStats{Claimed: r.int(1), PoolDepth: r.int(2)}
-	return s, r.check("stats", 3)
+	s := engine.BatchStats{Claimed: r.int(1), PoolDepth: r.int(2), LoadedSeq: r.int(3)}
+	return s, r.check("stats", 4)
 }
 
 // Lock takes the lease with SET NX PX and a random token. The ttl is kept
@@ -462,7 +499,7 @@ func (e *Engine) Close() error {
 // Sizes of the slices that bound each command and script run.
 const (
 	settleSlice     = 10_000 // codes a Settle script
-	addCodesSlice   = 4096   // codes an AddCodes script
+	addCodesSlice   = 4096   // codes an AddCodes script takes as arguments; more are staged
 	rebuildSlice    = 1000   // pool entries or hash fields a Rebuild command
 	rebuildPipeline = 64     // commands a Rebuild round trip
 	stagingTTL      = 10 * time.Minute
@@ -509,6 +546,11 @@ const (
 func (e *Engine) batchKeys(batchID string) batchKeys {
 	p := e.prefix + ":{" + batchID + "}:"
 	return batchKeys{p + "meta", p + "pool", p + "users", p + "keys", p + "pending", p + "pending:info"}
+}
+
+// load returns the staging list of one large AddCodes, in the batch's hash tag.
+func (k batchKeys) load(token string) string {
+	return strings.TrimSuffix(k[keyMeta], "meta") + "load:" + token
 }
 
 // stagingKeys are where a Rebuild loads a batch before the swap.

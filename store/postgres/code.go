@@ -52,7 +52,23 @@ RETURNING code, seq`
 // codes are copied (COPY, binary) into a temporary table and inserted from
 // there with one statement.
 func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Code) ([]coupon.Code, error) {
-	op := "add codes to batch " + batchID
+	return s.addCodesRetrying(ctx, "add codes to batch "+batchID, batchID, anyCount, codes)
+}
+
+// ContinueCodes is AddCodes if the batch's generated count is from, read
+// under the lock of the batch row that the bounded UPDATE then changes;
+// ErrGeneratedMoved otherwise.
+func (s *Store) ContinueCodes(ctx context.Context, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
+	if from < 0 {
+		return nil, fmt.Errorf("postgres: continue codes of batch %s: from %d is negative", batchID, from)
+	}
+	return s.addCodesRetrying(ctx, "continue codes of batch "+batchID, batchID, from, codes)
+}
+
+// anyCount is the from of AddCodes: any generated count will do.
+const anyCount = -1
+
+func (s *Store) addCodesRetrying(ctx context.Context, op, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
 	for _, c := range codes {
 		if c.Amount < 1 {
 			return nil, fmt.Errorf("postgres: %s: code %q has amount %d, below 1", op, c.Code, c.Amount)
@@ -74,7 +90,7 @@ func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Cod
 	// seeing that code. A handful of attempts is plenty: each one needs a
 	// new collision in a window of microseconds.
 	for attempt := 0; ; attempt++ {
-		out, err := s.addCodes(ctx, op, batchID, codes, first, distinct, now)
+		out, err := s.addCodes(ctx, op, batchID, from, codes, first, distinct, now)
 		if !errors.Is(err, errSeqGap) || attempt == 4 {
 			return out, err
 		}
@@ -83,7 +99,7 @@ func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Cod
 
 var errSeqGap = errors.New("postgres: a concurrent insert left a gap in the sequence numbers")
 
-func (s *Store) addCodes(ctx context.Context, op, batchID string, codes []coupon.Code,
+func (s *Store) addCodes(ctx context.Context, op, batchID string, from int64, codes []coupon.Code,
 	first map[string]int, distinct []int, now time.Time) ([]coupon.Code, error) {
 	var out []coupon.Code
 	err := inTx(ctx, s.primary, pgx.TxOptions{}, op, func(tx pgx.Tx) error {
@@ -95,6 +111,9 @@ func (s *Store) addCodes(ctx context.Context, op, batchID string, codes []coupon
 		}
 		if err != nil {
 			return wrap(op, err)
+		}
+		if from != anyCount && generated != from {
+			return fmt.Errorf("postgres: batch %s holds %d codes, not %d: %w", batchID, generated, from, store.ErrGeneratedMoved)
 		}
 		out = make([]coupon.Code, 0, len(codes))
 		if len(codes) == 0 {
@@ -155,10 +174,12 @@ func (s *Store) addCodes(ctx context.Context, op, batchID string, codes []coupon
 			amount += c.Amount
 		}
 
+		// generated is the count read under the row lock; the condition
+		// says so where the bound is enforced.
 		tag, err := tx.Exec(ctx, `UPDATE batches
 			SET generated_count = generated_count + $2, generated_amount = generated_amount + $3, updated_at = $4
-			WHERE id = $1 AND generated_count + $2 <= total_quantity`,
-			batchID, n, amount, now)
+			WHERE id = $1 AND generated_count = $5 AND generated_count + $2 <= total_quantity`,
+			batchID, n, amount, now, generated)
 		if err != nil {
 			return wrap(op, err)
 		}
@@ -166,6 +187,49 @@ func (s *Store) addCodes(ctx context.Context, op, batchID string, codes []coupon
 			out = nil
 			return fmt.Errorf("postgres: batch %s holds %d of %d codes, cannot add %d: %w",
 				batchID, generated, total, n, store.ErrTotalExceeded)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UnclaimedCodes returns the batch's unclaimed codes with sequence numbers in
+// (afterSeq, throughSeq], in sequence order, from the primary: a replica
+// may not have the codes just added yet.
+func (s *Store) UnclaimedCodes(ctx context.Context, batchID string, afterSeq, throughSeq int64) ([]store.PoolCode, error) {
+	op := "unclaimed codes of batch " + batchID
+	var out []store.PoolCode
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err := inTx(ctx, s.primary, opts, op, func(tx pgx.Tx) error {
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM batches WHERE id = $1`, batchID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("postgres: batch %s: %w", batchID, store.ErrNotFound)
+		}
+		if err != nil {
+			return wrap(op, err)
+		}
+		if throughSeq <= afterSeq {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT c.code, c.amount FROM codes c
+			WHERE c.batch_id = $1 AND c.seq > $2 AND c.seq <= $3
+			AND NOT EXISTS (SELECT 1 FROM claims cl WHERE cl.code = c.code)
+			ORDER BY c.seq`, batchID, afterSeq, throughSeq)
+		if err != nil {
+			return wrap(op, err)
+		}
+		out = make([]store.PoolCode, 0, min(throughSeq-afterSeq, 1<<16))
+		var p store.PoolCode
+		_, err = pgx.ForEachRow(rows, []any{&p.Code, &p.Amount}, func() error {
+			out = append(out, p)
+			return nil
+		})
+		if err != nil {
+			return wrap(op, err)
 		}
 		return nil
 	})

@@ -6,13 +6,15 @@
 //
 //	method                        pool      why
 //	CreateBatch, SetBatchStatus   primary   writes
-//	AddCodes, InsertClaims        primary   writes
+//	AddCodes, ContinueCodes       primary   writes
+//	InsertClaims                  primary   writes
 //	MarkPublished                 primary   writes
 //	GetBatch                      primary   the service re-reads a batch after changing it
 //	GetClaim, GetClaimByKey       primary   a claim just made must be found (idempotent replay)
 //	ClaimedCount                  primary   the service and reconciler decide on it
 //	GetCode, ClaimedCodes         primary   the reconciler decides on them
 //	Snapshot                      primary   an engine rebuilt from a stale copy would oversell
+//	UnclaimedCodes                primary   a range loaded from a lagging copy would strand its codes
 //	PendingEvents                 primary   the relay marks on the primary; a lagging read republishes
 //	ListBatches                   replica   the admin console's listing
 //	ListUserClaims                replica   "my coupons": a claim made a moment ago may show a moment later

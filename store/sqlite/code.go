@@ -18,7 +18,22 @@ const insertCodeSQL = `INSERT INTO codes (code, batch_id, seq, amount, tags, cre
 // generated_count + k; a code that exists already is skipped and not
 // counted. A code's CreatedAt defaults to now.
 func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Code) ([]coupon.Code, error) {
-	op := "add codes to batch " + batchID
+	return s.addCodes(ctx, "add codes to batch "+batchID, batchID, anyCount, codes)
+}
+
+// ContinueCodes is AddCodes if the batch's generated count is from, read in
+// the same transaction; ErrGeneratedMoved otherwise.
+func (s *Store) ContinueCodes(ctx context.Context, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
+	if from < 0 {
+		return nil, fmt.Errorf("sqlite: continue codes of batch %s: from %d is negative", batchID, from)
+	}
+	return s.addCodes(ctx, "continue codes of batch "+batchID, batchID, from, codes)
+}
+
+// anyCount is the from of AddCodes: any generated count will do.
+const anyCount = -1
+
+func (s *Store) addCodes(ctx context.Context, op, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
 	now := coupon.UTC(s.now())
 	var out []coupon.Code
 	err := s.writeTx(ctx, op, func(tx *sql.Tx) error {
@@ -30,6 +45,9 @@ func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Cod
 		}
 		if err != nil {
 			return wrap(op, err)
+		}
+		if from != anyCount && generated != from {
+			return fmt.Errorf("sqlite: batch %s holds %d codes, not %d: %w", batchID, generated, from, store.ErrGeneratedMoved)
 		}
 
 		stmt := tx.StmtContext(ctx, s.insertCode)
@@ -72,10 +90,12 @@ func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Cod
 			return nil
 		}
 		n := int64(len(out))
+		// generated is the count this transaction read: the single writer
+		// keeps it, and the condition says so where the bound is enforced.
 		res, err := tx.ExecContext(ctx, `UPDATE batches
 			SET generated_count = generated_count + ?, generated_amount = generated_amount + ?, updated_at = ?
-			WHERE id = ? AND generated_count + ? <= total_quantity`,
-			n, amount, micros(now), batchID, n)
+			WHERE id = ? AND generated_count = ? AND generated_count + ? <= total_quantity`,
+			n, amount, micros(now), batchID, generated, n)
 		if err != nil {
 			return wrap(op, err)
 		}
@@ -86,6 +106,47 @@ func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Cod
 				batchID, generated, total, n, store.ErrTotalExceeded)
 		}
 		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UnclaimedCodes returns the batch's unclaimed codes with sequence numbers in
+// (afterSeq, throughSeq], in sequence order, read on the (codes batch_id,
+// seq) index in one read transaction.
+func (s *Store) UnclaimedCodes(ctx context.Context, batchID string, afterSeq, throughSeq int64) ([]store.PoolCode, error) {
+	op := "unclaimed codes of batch " + batchID
+	var out []store.PoolCode
+	err := s.readTx(ctx, op, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE id = ?`, batchID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: batch %s: %w", batchID, store.ErrNotFound)
+		}
+		if err != nil {
+			return wrap(op, err)
+		}
+		if throughSeq <= afterSeq {
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT c.code, c.amount FROM codes c
+			WHERE c.batch_id = ? AND c.seq > ? AND c.seq <= ?
+			AND NOT EXISTS (SELECT 1 FROM claims cl WHERE cl.code = c.code)
+			ORDER BY c.seq`, batchID, afterSeq, throughSeq)
+		if err != nil {
+			return wrap(op, err)
+		}
+		out = make([]store.PoolCode, 0, min(throughSeq-afterSeq, 1<<16))
+		return eachRow(rows, func() error {
+			var p store.PoolCode
+			if err := rows.Scan(&p.Code, &p.Amount); err != nil {
+				return err
+			}
+			out = append(out, p)
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err

@@ -49,6 +49,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Codes/Get", testGetCode},
 		{"Codes/AllExist", testAddCodesAllExist},
 		{"Codes/BadAmount", testAddCodesBadAmount},
+		{"Codes/Continue", testContinueCodes},
+		{"Codes/ContinueRace", testContinueCodesRace},
+		{"Codes/Unclaimed", testUnclaimedCodes},
 		{"Claims/RoundTrip", testClaimRoundTrip},
 		{"Claims/Outcomes", testInsertClaimsOutcomes},
 		{"Claims/CodeReuse", testInsertClaimsCodeReuse},
@@ -63,9 +66,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Claims/ListUserPages", testListUserClaimsPages},
 		{"Snapshot", testSnapshot},
 		{"Snapshot/NotFound", testSnapshotNotFound},
+		{"Snapshot/GeneratedCount", testSnapshotGeneratedCount},
 		{"Outbox", testOutbox},
 		{"Limits", testDefaultLimits},
 	}
+	tests = append(tests, redemptionTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -5,7 +5,8 @@
 -- KEYS: meta, pool, users, keys, pending, pending:info, then the staged
 --       marker, pool, users and keys (one hash tag)
 -- ARGV: active ('1' or '0'), per-user limit, claimed, then the staged
---       pool length, number of users and number of keys
+--       pool length, number of users and number of keys, then the loaded
+--       sequence number
 --
 -- Reply: 0 done; -5 the staged state is not complete (lost with a restart
 -- or a flush of Redis while it was loaded): nothing changed.
@@ -27,5 +28,5 @@ for i = 2, 4 do
   end
 end
 redis.call('UNLINK', KEYS[7])
-redis.call('HSET', KEYS[1], 'active', ARGV[1], 'limit', ARGV[2], 'claimed', ARGV[3])
+redis.call('HSET', KEYS[1], 'active', ARGV[1], 'limit', ARGV[2], 'claimed', ARGV[3], 'loaded', ARGV[7])
 return 0

@@ -2,10 +2,11 @@
 --
 -- KEYS: meta, pool (one hash tag)
 --
--- Reply: {-1} unknown batch, or {0, claimed, pool depth}.
+-- Reply: {-1} unknown batch (or one loaded before sequence numbers were
+-- kept: reload it from the store), or {0, claimed, pool depth, loaded}.
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local meta = redis.call('HMGET', KEYS[1], 'claimed', 'loaded')
+if not meta[2] then
   return {-1}
 end
-local claimed = tonumber(redis.call('HGET', KEYS[1], 'claimed')) or 0
-return {0, claimed, redis.call('LLEN', KEYS[2])}
+return {0, tonumber(meta[1]) or 0, redis.call('LLEN', KEYS[2]), tonumber(meta[2])}
