@@ -19,6 +19,7 @@ import (
 
 	"github.com/coupond/coupond/app"
 	"github.com/coupond/coupond/config"
+	"github.com/coupond/coupond/telemetry"
 )
 
 func main() {
@@ -96,22 +97,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 }
 
-// newLogger logs readable text to a terminal and JSON elsewhere, unless told.
+// newLogger logs readable text to a terminal and JSON elsewhere, unless
+// told, with request and trace ids and without secrets.
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	format := cfg.Log.Format
-	if format == "auto" {
-		format = "json"
-		if f, ok := w.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				format = "text"
-			}
-		}
-	}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return telemetry.NewLogger(cfg.Log.Format, cfg.Log.Level, w)
 }
