@@ -17,6 +17,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/coupond/coupond/bus"
@@ -25,11 +26,13 @@ import (
 	"github.com/coupond/coupond/engine/memory"
 	"github.com/coupond/coupond/engine/redis"
 	"github.com/coupond/coupond/groupcommit"
+	"github.com/coupond/coupond/guard"
 	"github.com/coupond/coupond/httpapi"
 	"github.com/coupond/coupond/service"
 	"github.com/coupond/coupond/store"
 	"github.com/coupond/coupond/store/postgres"
 	"github.com/coupond/coupond/store/sqlite"
+	"github.com/coupond/coupond/telemetry"
 	"github.com/coupond/coupond/worker"
 )
 
@@ -48,10 +51,26 @@ type App struct {
 	Service    *service.Service
 	relay      *worker.OutboxRelay
 	reconciler *worker.Reconciler
+	replenish  *worker.Replenisher
 
 	ln    net.Listener
 	srv   *http.Server
 	debug *http.Server
+
+	// Operations: telemetry, guards and switches (see ops.go).
+	Tracing  *telemetry.Tracing // set before Run to record spans in a test; nil: from the environment
+	Metrics  *telemetry.Metrics
+	Switches *guard.Switches
+	origins  *telemetry.Origins
+	draining atomic.Bool
+	// WrapStore and WrapEngine, if set before Run, wrap the opened backends
+	// inside their guards: tests inject failures with them.
+	WrapStore  func(store.Store) store.Store
+	WrapEngine func(engine.Engine) engine.Engine
+
+	// Redemption tunes the redemption workers (see redemption.go).
+	Redemption RedemptionOptions
+	redemption redemptionWorkers
 }
 
 // New returns an App that Run will start. stderr receives the one line that
@@ -74,15 +93,22 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	if a.cfg.AdminToken == "" {
 		a.cfg.AdminToken = newToken()
-		fmt.Fprintf(a.stderr, "coupond: COUPOND_ADMIN_TOKEN is not set; this run's admin token is %s\n", a.cfg.AdminToken)
+		if err := a.showToken(); err != nil {
+			return err
+		}
+	}
+	if err := a.setupTelemetry(ctx); err != nil {
+		return err
 	}
 
 	if a.Store, err = openStore(ctx, a.cfg, a.log); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
+	a.Store = a.guardStore(a.Store)
 	if a.Engine, err = openEngine(ctx, a.cfg); err != nil {
 		return fmt.Errorf("open engine: %w", err)
 	}
+	a.Engine = a.guardEngine(a.Engine)
 	if a.cfg.Postgres.URL != "" && a.cfg.Redis.URL == "" {
 		a.log.Warn("PostgreSQL without Redis: the in-memory engine serves one instance only; set COUPOND_REDIS_URL to run several")
 	}
@@ -98,7 +124,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("open bus: %w", err)
 	}
 	a.relay = worker.NewOutboxRelay(worker.OutboxRelayConfig{
-		Store: a.Store, Publisher: a.Bus, Logger: a.log,
+		Store: a.Store, Publisher: a.publisher(), Logger: a.log,
 		Lease: worker.NewLease(a.Engine, "outbox-relay", 15*time.Second, a.log),
 	})
 	writers := a.cfg.GroupCommit.Writers
@@ -114,14 +140,17 @@ func (a *App) Run(ctx context.Context) (err error) {
 		Logger:      a.log,
 		GroupCommit: groupcommit.Config{MaxBatch: a.cfg.GroupCommit.MaxBatch, Writers: writers},
 		OnCommit:    a.relay.Notify,
+		Redemption:  a.redemptionConfig(),
 	})
 	if err := a.Service.LoadEngine(ctx); err != nil {
 		return fmt.Errorf("load engine: %w", err)
 	}
 	a.reconciler = worker.NewReconciler(worker.ReconcilerConfig{
 		Engine: a.Engine, Store: a.Store, Batches: a.Service.EngineBatches, Logger: a.log,
-		Lease: worker.NewLease(a.Engine, "reconciler", time.Minute, a.log),
+		Lease:  worker.NewLease(a.Engine, "reconciler", time.Minute, a.log),
+		OnPass: func(r worker.ReconcileResult, err error) { a.Metrics.ObserveReconcile(r.Settled, r.Reclaimed, err) },
 	})
+	a.registerStateMetrics()
 	bg := context.WithoutCancel(ctx)
 	if err := a.relay.Start(bg); err != nil {
 		return fmt.Errorf("start outbox relay: %w", err)
@@ -129,15 +158,22 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.reconciler.Start(bg); err != nil {
 		return fmt.Errorf("start reconciler: %w", err)
 	}
+	a.replenish = worker.NewReplenisher(worker.ReplenisherConfig{Service: a.Service, Logger: a.log, OnPass: a.observeReplenish})
+	if err := a.replenish.Start(bg); err != nil {
+		return fmt.Errorf("start replenisher: %w", err)
+	}
+	if err := a.startRedemption(bg); err != nil {
+		return err
+	}
 
 	a.ln, err = net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	a.srv = &http.Server{
-		Handler: httpapi.New(httpapi.Config{
+		Handler: httpapi.New(a.apiOps(httpapi.Config{
 			Service: a.Service, AdminToken: a.cfg.AdminToken, Logger: a.log, Version: Version,
-		}),
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -168,6 +204,7 @@ func (a *App) AdminToken() string { return a.cfg.AdminToken }
 // write the claims still queued, relay the outbox, then close the backends.
 // It is safe to call twice.
 func (a *App) Close() {
+	a.drain()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if a.debug != nil {
@@ -179,8 +216,12 @@ func (a *App) Close() {
 			a.log.Warn("http shutdown", "err", err)
 		}
 	}
+	a.stopRedemption()
 	if a.Service != nil {
 		a.Service.Close()
+	}
+	if a.replenish != nil {
+		a.replenish.Stop()
 	}
 	if a.reconciler != nil {
 		a.reconciler.Stop()
@@ -204,7 +245,10 @@ func (a *App) Close() {
 			a.log.Warn("store close", "err", err)
 		}
 	}
-	a.srv, a.Service, a.relay, a.reconciler, a.Bus, a.Engine, a.Store = nil, nil, nil, nil, nil, nil, nil
+	if err := a.Tracing.Shutdown(ctx); err != nil {
+		a.log.Warn("telemetry: flushing spans on shutdown", "err", err)
+	}
+	a.srv, a.Service, a.relay, a.reconciler, a.replenish, a.Bus, a.Engine, a.Store = nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 // serveDebug serves the profiler on its own address, never on the API's.

@@ -166,6 +166,7 @@ func (b *Bus) Publish(ctx context.Context, envs []Envelope) error {
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{strconv.FormatInt(env.ID, 10)}},
 			Data:    data,
 		}
+		injectTrace(ctx, env.Trace, msg.Header)
 		f, err := b.js.PublishMsgAsync(msg, jetstream.WithExpectStream(b.stream))
 		if err != nil {
 			return fmt.Errorf("bus: publish event %d: %w", env.ID, err)

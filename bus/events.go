@@ -8,6 +8,8 @@ package bus
 import (
 	"encoding/json"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Event types. The subject of an event is SubjectPrefix + its type.
@@ -29,6 +31,12 @@ type Envelope struct {
 	AggregateID string          `json:"aggregate_id"` // the batch or claim the event is about
 	OccurredAt  time.Time       `json:"occurred_at"`  // UTC
 	Data        json.RawMessage `json:"data"`         // one of the payloads below
+
+	// Trace is the span in which the event was caused, when known. Publish
+	// sends it as the message's W3C traceparent header, so a consumer's
+	// span continues that trace; without it the publishing context's span
+	// is sent. It is not part of the JSON.
+	Trace trace.SpanContext `json:"-"`
 }
 
 // Subject returns the NATS subject of the envelope.

@@ -7,10 +7,13 @@ package config
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coupond/coupond/coupon"
 )
 
 // Config is the whole configuration of a coupond process.
@@ -45,7 +48,29 @@ type Config struct {
 		Stream        string // JetStream stream of the events
 		SubjectPrefix string // start of every event subject
 	}
+	// Redemption configures reservations, the order system and expiry.
+	Redemption struct {
+		OrderSystemURL     string        // order-state endpoint, {order_id} where the id goes; empty: late reservations go to review
+		ReservationTimeout time.Duration // a reservation's wait for its confirmation before the order system is asked
+		MaxCouponsPerOrder int
+		OrdersStream       string // JetStream stream created on the order subjects when none captures them
+		PaidSubject        string
+		CancelledSubject   string
+		RefundedSubject    string
+		ExpiringLead       time.Duration // claim.expiring this long before a coupon's validity ends
+	}
 	ShutdownTimeout time.Duration
+	// Ops tunes how the service bends under load and failure. Zero values
+	// take the defaults of app (a negative duration or bound turns one off).
+	Ops struct {
+		MaxInflightClaims int           // claims served at once; beyond, 503 overloaded
+		EngineTimeout     time.Duration // each Redis engine call
+		StoreTimeout      time.Duration // each store call (bulk ones get longer)
+		BreakerFailures   int           // failures in a row that open a breaker
+		BreakerCooldown   time.Duration // how long an open breaker refuses calls
+		SwitchesOff       string        // comma-separated switches to start off
+		DrainDelay        time.Duration // unready before the listener closes
+	}
 	// DebugAddr, host:port, serves Go's profiler (/debug/pprof/) for
 	// diagnosing a live process; empty: off. Bind it to a loopback address.
 	DebugAddr string
@@ -120,7 +145,22 @@ func (c *Config) options() []option {
 		{"nats-url", "COUPOND_NATS_URL", "external NATS server URL; empty starts an embedded one", str(&c.NATS.URL), ""},
 		{"nats-listen", "COUPOND_NATS_LISTEN", "host:port on which the embedded NATS server also accepts TCP clients; empty: none", str(&c.NATS.Listen), ""},
 		{"debug-addr", "COUPOND_DEBUG_ADDR", "host:port serving /debug/pprof/ (keep it on loopback); empty: off", str(&c.DebugAddr), ""},
+		{"order-system-url", "COUPOND_ORDER_SYSTEM_URL", "order system's order-state endpoint, e.g. https://orders/api/orders/{order_id}; empty: late reservations go to the review list", str(&c.Redemption.OrderSystemURL), ""},
+		{"reservation-timeout", "COUPOND_RESERVATION_TIMEOUT", "how long a reservation waits for its confirmation before the order system is asked", dur(&c.Redemption.ReservationTimeout), "15m"},
+		{"max-coupons-per-order", "COUPOND_MAX_COUPONS_PER_ORDER", "most coupons one order may use", num(&c.Redemption.MaxCouponsPerOrder), "5"},
+		{"orders-stream", "COUPOND_ORDERS_STREAM", "JetStream stream created on the order subjects when no stream captures them", str(&c.Redemption.OrdersStream), "ORDERS"},
+		{"orders-paid-subject", "COUPOND_ORDERS_PAID_SUBJECT", "NATS subject of the order system's paid orders", str(&c.Redemption.PaidSubject), "orders.paid"},
+		{"orders-cancelled-subject", "COUPOND_ORDERS_CANCELLED_SUBJECT", "NATS subject of the order system's cancelled orders", str(&c.Redemption.CancelledSubject), "orders.cancelled"},
+		{"orders-refunded-subject", "COUPOND_ORDERS_REFUNDED_SUBJECT", "NATS subject of the order system's refunds", str(&c.Redemption.RefundedSubject), "orders.refunded"},
+		{"expiring-lead", "COUPOND_EXPIRING_LEAD", "how long before a coupon expires claim.expiring is published", dur(&c.Redemption.ExpiringLead), "24h"},
 		{"shutdown-timeout", "COUPOND_SHUTDOWN_TIMEOUT", "how long to finish in-flight work on shutdown", dur(&c.ShutdownTimeout), "30s"},
+		{"drain-delay", "COUPOND_DRAIN_DELAY", "on shutdown, how long /readyz answers 503 before the listener closes (let load balancers notice)", dur(&c.Ops.DrainDelay), "0s"},
+		{"max-inflight-claims", "COUPOND_MAX_INFLIGHT_CLAIMS", "claims served at once by this instance; beyond, 503 overloaded with Retry-After; -1: no bound", num(&c.Ops.MaxInflightClaims), "1024"},
+		{"engine-timeout", "COUPOND_ENGINE_TIMEOUT", "bound of each Redis engine call", dur(&c.Ops.EngineTimeout), "1s"},
+		{"store-timeout", "COUPOND_STORE_TIMEOUT", "bound of each store call, waiting for SQLite's one writer included (pool snapshots and code inserts get 2m)", dur(&c.Ops.StoreTimeout), "10s"},
+		{"breaker-failures", "COUPOND_BREAKER_FAILURES", "failed calls in a row that open a circuit breaker (engine, replica)", num(&c.Ops.BreakerFailures), "5"},
+		{"breaker-cooldown", "COUPOND_BREAKER_COOLDOWN", "how long an open breaker fails calls at once before it tries one", dur(&c.Ops.BreakerCooldown), "5s"},
+		{"switches-off", "COUPOND_SWITCHES_OFF", "comma-separated run-time switches to start off: batch_metrics, access_log, stats, tagging, risk_scoring", str(&c.Ops.SwitchesOff), ""},
 	}
 }
 
@@ -169,5 +209,33 @@ func Load(fs *flag.FlagSet, args, environ []string) (Config, []string, error) {
 	if c.Redis.Cluster && c.Redis.URL == "" {
 		return c, warnings, fmt.Errorf("redis-cluster needs redis-url")
 	}
+	if err := c.validRedemption(); err != nil {
+		return c, warnings, err
+	}
 	return c, warnings, nil
+}
+
+func (c *Config) validRedemption() error {
+	r := &c.Redemption
+	if r.OrderSystemURL != "" {
+		if why := coupon.ValidOrderSystemURL(r.OrderSystemURL); why != "" {
+			return fmt.Errorf("order-system-url %s", why)
+		}
+	}
+	if r.ReservationTimeout < time.Second || r.ExpiringLead < 0 {
+		return fmt.Errorf("reservation-timeout must be at least 1s and expiring-lead not negative")
+	}
+	if r.MaxCouponsPerOrder < 1 || r.MaxCouponsPerOrder > coupon.MaxRedemptionCoupons {
+		return fmt.Errorf("max-coupons-per-order must be between 1 and %d", coupon.MaxRedemptionCoupons)
+	}
+	subjects := []string{r.PaidSubject, r.CancelledSubject, r.RefundedSubject}
+	for i, s := range subjects {
+		if !coupon.ValidSubject(s) || slices.Contains(subjects[:i], s) {
+			return fmt.Errorf("the order subjects must be three different NATS subjects without wildcards, not %q", s)
+		}
+	}
+	if r.OrdersStream == "" || strings.ContainsAny(r.OrdersStream, ".*> \t\r\n/\\") {
+		return fmt.Errorf("orders-stream %q must be a stream name", r.OrdersStream)
+	}
+	return nil
 }

@@ -98,6 +98,8 @@ type BatchOptions struct {
 	Source         CodeSource `json:"source,omitempty" enum:"internal,external" doc:"internal: coupond generates the codes (default); external: codes are imported from a partner"`
 	Generation     Generation `json:"generation,omitzero" doc:"how internal codes are generated"`
 	TriggerSubject string     `json:"trigger_subject,omitempty" maxLength:"200" doc:"NATS subject whose events grant this batch to the event's user, e.g. user.registered"`
+
+	Redemption RedemptionOptions `json:"redemption,omitzero" doc:"how the batch's coupons are redeemed: refund policy, reservation timeout, order system, per-order limit"`
 }
 
 // CodeSource says where a batch's codes come from.
@@ -315,6 +317,7 @@ func (s *BatchSpec) validateOptions(v *Validation) {
 	default:
 		v.Add("source", "must be internal or external")
 	}
+	s.Redemption.validate(v)
 	if s.TriggerSubject != "" && !ValidSubject(s.TriggerSubject) {
 		v.Add("trigger_subject", "must be a NATS subject: tokens of letters, digits, '-' and '_' separated by dots, at most 200 characters")
 	}

@@ -16,10 +16,11 @@ type BatchBody struct {
 	ClaimedCount   int64 `json:"claimed_count" doc:"claims made"`
 	RemainingCount int64 `json:"remaining_count" doc:"total_quantity − claimed_count"`
 	PoolDepth      int64 `json:"pool_depth" doc:"codes ready to be claimed"`
+	LoadedSeq      int64 `json:"loaded_seq" doc:"highest sequence number of the codes loaded into the pool; below generated_count while a chunk is on its way to the pool"`
 }
 
 func batchBody(v *service.BatchView) *BatchBody {
-	return &BatchBody{Batch: v.Batch, ClaimedCount: v.ClaimedCount, RemainingCount: v.RemainingCount, PoolDepth: v.PoolDepth}
+	return &BatchBody{Batch: v.Batch, ClaimedCount: v.ClaimedCount, RemainingCount: v.RemainingCount, PoolDepth: v.PoolDepth, LoadedSeq: v.LoadedSeq}
 }
 
 type batchOutput struct {
@@ -84,7 +85,7 @@ func (h *handlers) registerBatches(api huma.API) {
 		tr   coupon.Transition
 		desc string
 	}{
-		{coupon.Publish, "Generates every code of a draft batch, loads its pool and opens it for claims (draft → active)."},
+		{coupon.Publish, "Generates the codes of a draft batch (all of them, or for incremental generation a first chunk), loads its pool and opens it for claims (draft → active)."},
 		{coupon.Pause, "Stops claims (active → paused)."},
 		{coupon.Resume, "Reopens claims (paused → active)."},
 		{coupon.End, "Ends the batch for good (draft, active or paused → ended)."},

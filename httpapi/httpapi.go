@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
@@ -12,8 +13,11 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/coupond/coupond/guard"
 	"github.com/coupond/coupond/service"
+	"github.com/coupond/coupond/telemetry"
 )
 
 // Config wires the API.
@@ -23,6 +27,22 @@ type Config struct {
 	AdminToken string
 	Logger     *slog.Logger
 	Version    string
+
+	// Operations; each is optional.
+
+	// Metrics counts requests and claims and is served at GET /metrics.
+	Metrics *telemetry.Metrics
+	// Tracer starts a server span per request; nil: no spans (the caller's
+	// trace context is still logged).
+	Tracer trace.Tracer
+	// Ready lists the checks of GET /readyz; nil: ready while serving.
+	Ready func(context.Context) []ReadyCheck
+	// Switches are served at /v1/ops/switches; their access_log turns the
+	// per-request log line off. Nil: none.
+	Switches *guard.Switches
+	// MaxInflightClaims bounds the claims served at once; beyond it a claim
+	// is answered 503 `overloaded` with Retry-After at once. 0: no bound.
+	MaxInflightClaims int
 }
 
 // Body limits: a claim is a few hundred bytes; a batch with a thousand rules
@@ -34,6 +54,18 @@ const (
 
 // New returns the API's handler.
 func New(cfg Config) http.Handler {
+	h, _ := newAPI(cfg)
+	return h
+}
+
+// OpenAPI returns the API's OpenAPI description, as /openapi.json serves it.
+func OpenAPI() *huma.OpenAPI {
+	sw, _ := guard.NewSwitches(nil)
+	_, api := newAPI(Config{Switches: sw})
+	return api.OpenAPI()
+}
+
+func newAPI(cfg Config) (http.Handler, huma.API) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -51,17 +83,23 @@ func New(cfg Config) http.Handler {
 		"bearer": {Type: "http", Scheme: "bearer"},
 	}
 	hc.Security = []map[string][]string{{"bearer": {}}}
+	hc.Transformers = append(hc.Transformers, recordOutcome)
 	api := humago.New(mux, hc)
 
 	h := &handlers{svc: cfg.Service, log: cfg.Logger}
 	h.registerBatches(api)
 	h.registerClaims(api)
+	h.registerRedemptions(api)
+	h.registerHealth(api, cfg.Ready)
+	if cfg.Switches != nil {
+		h.registerSwitches(api, cfg.Switches)
+	}
+	document(api)
 
 	mux.Handle("GET /docs", docsHandler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-	})
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics.Handler())
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowed(mux, r); allow != "" {
 			w.Header().Set("Allow", allow)
@@ -72,7 +110,31 @@ func New(cfg Config) http.Handler {
 		writeProblem(w, &Problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found",
 			Detail: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
-	return authenticate(cfg.AdminToken, mux)
+	o := &observer{
+		next:      authenticate(cfg.AdminToken, mux),
+		mux:       mux,
+		metrics:   cfg.Metrics,
+		tracer:    cfg.Tracer,
+		log:       cfg.Logger,
+		accessLog: accessLogSwitch(cfg.Switches),
+		maxClaims: int64(cfg.MaxInflightClaims),
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.GaugeFunc("coupond_claims_inflight", "Claims this instance is serving now (counted while a bound is set).",
+			func() float64 { return float64(o.inflight.Load()) })
+	}
+	return o, api
+}
+
+// accessLogSwitch is the switch of the access log; without switches the
+// log is on.
+func accessLogSwitch(sw *guard.Switches) *guard.Switch {
+	if s := sw.Get(guard.SwitchAccessLog); s != nil {
+		return s
+	}
+	on := &guard.Switch{Name: guard.SwitchAccessLog}
+	on.Set(true)
+	return on
 }
 
 type handlers struct {
@@ -112,6 +174,9 @@ func allowed(mux *http.ServeMux, r *http.Request) string {
 }
 
 func writeProblem(w http.ResponseWriter, p *Problem) {
+	if rec, ok := w.(*recorder); ok {
+		rec.req.Outcome = p.Code
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)

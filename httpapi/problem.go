@@ -19,9 +19,14 @@ type Problem struct {
 	Status   int                 `json:"status" doc:"HTTP status code"`
 	Detail   string              `json:"detail,omitempty" doc:"what went wrong this time"`
 	Instance string              `json:"instance,omitempty"`
-	Code     string              `json:"code" doc:"stable machine-readable code: invalid, bad_request, unauthorized, not_found, sold_out, limit_reached, not_claimable, conflict, in_progress, too_large, unsupported_media_type, unavailable, internal"`
+	Code     string              `json:"code" doc:"stable machine-readable code: invalid, bad_request, unauthorized, not_found, sold_out, limit_reached, not_claimable, not_usable, conflict, in_progress, too_large, unsupported_media_type, unavailable, internal"`
 	Errors   []*huma.ErrorDetail `json:"errors,omitempty" doc:"the offending inputs, one per entry"`
+
+	cause error // of a 5xx: for the request's log line, never the client
 }
+
+// codeOverloaded answers a claim shed because too many are in flight.
+const codeOverloaded = "overloaded"
 
 func (p *Problem) Error() string  { return p.Detail }
 func (p *Problem) GetStatus() int { return p.Status }
@@ -43,6 +48,7 @@ var statusOf = map[string]int{
 	coupon.CodeNotClaimable: http.StatusConflict,
 	coupon.CodeConflict:     http.StatusConflict,
 	coupon.CodeInProgress:   http.StatusConflict,
+	coupon.CodeNotUsable:    http.StatusConflict,
 	coupon.CodeUnavailable:  http.StatusServiceUnavailable,
 	coupon.CodeInternal:     http.StatusInternalServerError,
 }
@@ -123,8 +129,10 @@ func problem(err error, location string) *Problem {
 	switch code {
 	case coupon.CodeInternal:
 		p.Detail = "internal error" // the cause goes to the log, not the client
+		p.cause = err
 	case coupon.CodeUnavailable:
 		p.Detail = coupon.ErrUnavailable.Message
+		p.cause = err
 	}
 	return p
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coupond/coupond/coupon"
@@ -31,12 +32,23 @@ type Config struct {
 	// OnCommit is called after every committed group of state changes, to
 	// wake the outbox relay. It must not block.
 	OnCommit func()
-	// GenerateChunk is the number of codes written per transaction while
-	// generating. Default 10,000.
+	// GenerateChunk is the most codes written per transaction while
+	// generating, in full and incremental mode alike (an incremental chunk
+	// larger than this is written in several). Default 10,000.
 	GenerateChunk int
+	// ReplenishLease is the time to live of the engine lease
+	// replenish:<batch> that one replenisher holds while it tops a pool up;
+	// it is renewed after every write and every load, so it must exceed the
+	// time one write of GenerateChunk codes takes. Default 30s.
+	ReplenishLease time.Duration
+	// RefillWait bounds how long a claim that found the pool empty waits
+	// for another instance's replenisher to load codes. Default 5s.
+	RefillWait time.Duration
 	// ReplayWait bounds how long a replayed claim waits for the first
 	// request's row to commit. Default 3s.
 	ReplayWait time.Duration
+	// Redemption configures reservations, the reconciler and expiry.
+	Redemption RedemptionConfig
 }
 
 // Service implements the use cases.
@@ -52,24 +64,31 @@ type Service struct {
 	claims  *groupcommit.Committer[store.ClaimWrite]
 	batches batchCache
 
-	loadMu  sync.Mutex
-	loading map[string]*loadCall // batches being loaded into the engine
-	genMu   sync.Mutex
-	gen     map[string]*sync.Mutex // one generator per batch in this process
+	redemption RedemptionConfig
+
+	loads       flight[struct{}]        // batches being loaded into the engine
+	generations flight[int64]           // batches being generated at publication
+	replenishes flight[ReplenishResult] // batches being replenished
+
+	lease      time.Duration // of replenish:<batch>
+	refillWait time.Duration
+	// beforeWrite, if set, is called between drawing codes and writing
+	// them (a test hook).
+	beforeWrite func(batchID string, from int64, codes []coupon.Code)
 }
 
 // New returns a Service; Close it to flush pending claims.
 func New(cfg Config) *Service {
 	s := &Service{
-		store:    cfg.Store,
-		engine:   cfg.Engine,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		onCommit: cfg.OnCommit,
-		chunk:    cfg.GenerateChunk,
-		replay:   cfg.ReplayWait,
-		loading:  map[string]*loadCall{},
-		gen:      map[string]*sync.Mutex{},
+		store:      cfg.Store,
+		engine:     cfg.Engine,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		onCommit:   cfg.OnCommit,
+		chunk:      cfg.GenerateChunk,
+		replay:     cfg.ReplayWait,
+		lease:      cfg.ReplenishLease,
+		refillWait: cfg.RefillWait,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -86,7 +105,14 @@ func New(cfg Config) *Service {
 	if s.replay <= 0 {
 		s.replay = 3 * time.Second
 	}
+	if s.lease <= 0 {
+		s.lease = 30 * time.Second
+	}
+	if s.refillWait <= 0 {
+		s.refillWait = 5 * time.Second
+	}
 	s.batches = batchCache{store: cfg.Store, now: s.clock, m: map[string]cachedBatch{}}
+	s.redemption = cfg.Redemption.withDefaults()
 	s.claims = groupcommit.New(cfg.GroupCommit, s.writeClaims)
 	return s
 }
@@ -140,6 +166,14 @@ type batchCache struct {
 	now   func() time.Time
 	mu    sync.RWMutex
 	m     map[string]cachedBatch
+
+	hits, misses atomic.Uint64 // for the cache's hit ratio metric
+}
+
+// BatchCacheStats returns how often the claim path found its batch in the
+// cache, and how often it read the store.
+func (s *Service) BatchCacheStats() (hits, misses uint64) {
+	return s.batches.hits.Load(), s.batches.misses.Load()
 }
 
 type cachedBatch struct {
@@ -163,9 +197,11 @@ func (c *batchCache) get(ctx context.Context, id string) (*coupon.Batch, error) 
 			ttl = activeBatchTTL
 		}
 		if now.Sub(e.loaded) < ttl {
+			c.hits.Add(1)
 			return e.b, nil
 		}
 	}
+	c.misses.Add(1)
 	b, err := c.store.GetBatch(ctx, id)
 	if err != nil {
 		return nil, notFound("batch", id, err)

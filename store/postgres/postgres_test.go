@@ -59,7 +59,8 @@ func TestMigrations(t *testing.T) {
 
 	require.NoError(t, Migrate(ctx, Config{URL: u, Schema: schema}))
 	require.NoError(t, Migrate(ctx, Config{URL: u, Schema: schema}), "migrating twice is a no-op")
-	require.ElementsMatch(t, []string{"batches", "rules", "codes", "claims", "outbox", "goose_db_version"}, tables(t, u, schema))
+	require.ElementsMatch(t, []string{"batches", "rules", "codes", "claims", "outbox", "goose_db_version",
+		"redemptions", "redemption_claims", "claim_expiry"}, tables(t, u, schema))
 
 	s := open(t, Config{URL: u, Schema: schema})
 	ok, err := s.MigrationsApplied(ctx)
