@@ -831,6 +831,8 @@ type ListBatchesParams struct {
 // ListBatches calls GET /v1/batches: List batches.
 //
 // Newest first, keyset-paginated.
+//
+// Allowed roles: admin, operator, merchant.
 func (c *Client) ListBatches(ctx context.Context, params *ListBatchesParams) (*BatchList, error) {
 	path := "/v1/batches"
 	query := url.Values{}
@@ -859,6 +861,8 @@ func (c *Client) ListBatches(ctx context.Context, params *ListBatchesParams) (*B
 // CreateBatch calls POST /v1/batches: Create a batch.
 //
 // Creates a draft batch. Publish it to generate its codes and open it for claims.
+//
+// Allowed roles: admin, operator, merchant.
 func (c *Client) CreateBatch(ctx context.Context, body *BatchSpec) (*BatchBody, error) {
 	path := "/v1/batches"
 	query := url.Values{}
@@ -874,6 +878,8 @@ func (c *Client) CreateBatch(ctx context.Context, body *BatchSpec) (*BatchBody, 
 //
 // The batch with its live counts: claims made, codes remaining, and codes ready in the engine's
 // pool.
+//
+// Allowed roles: admin, operator, merchant, app.
 func (c *Client) GetBatch(ctx context.Context, id string) (*BatchBody, error) {
 	path := "/v1/batches/" + url.PathEscape(id)
 	query := url.Values{}
@@ -904,6 +910,8 @@ type ClaimParams struct {
 // Hands one code of the batch to the user. The answer comes after the claim is durably stored.
 // Refusals: `sold_out`, `limit_reached`, `not_claimable` (window, status or platform), `not_found`.
 // With an `Idempotency-Key`, a retry returns the same claim and never makes a second one.
+//
+// Allowed roles: admin, app.
 func (c *Client) Claim(ctx context.Context, id string, params *ClaimParams, body *ClaimBody) (*ClaimResult, error) {
 	path := "/v1/batches/" + url.PathEscape(id) + "/claims"
 	query := url.Values{}
@@ -924,6 +932,8 @@ func (c *Client) Claim(ctx context.Context, id string, params *ClaimParams, body
 // EndBatch calls POST /v1/batches/{id}/end: end a batch.
 //
 // Ends the batch for good (draft, active or paused → ended).
+//
+// Allowed roles: admin, operator, merchant.
 func (c *Client) EndBatch(ctx context.Context, id string) (*BatchBody, error) {
 	path := "/v1/batches/" + url.PathEscape(id) + "/end"
 	query := url.Values{}
@@ -938,6 +948,8 @@ func (c *Client) EndBatch(ctx context.Context, id string) (*BatchBody, error) {
 // PauseBatch calls POST /v1/batches/{id}/pause: pause a batch.
 //
 // Stops claims (active → paused).
+//
+// Allowed roles: admin, operator, merchant.
 func (c *Client) PauseBatch(ctx context.Context, id string) (*BatchBody, error) {
 	path := "/v1/batches/" + url.PathEscape(id) + "/pause"
 	query := url.Values{}
@@ -953,6 +965,8 @@ func (c *Client) PauseBatch(ctx context.Context, id string) (*BatchBody, error) 
 //
 // Generates the codes of a draft batch (all of them, or for incremental generation a first chunk),
 // loads its pool and opens it for claims (draft → active).
+//
+// Allowed roles: admin, operator, merchant.
 func (c *Client) PublishBatch(ctx context.Context, id string) (*BatchBody, error) {
 	path := "/v1/batches/" + url.PathEscape(id) + "/publish"
 	query := url.Values{}
@@ -967,6 +981,8 @@ func (c *Client) PublishBatch(ctx context.Context, id string) (*BatchBody, error
 // ResumeBatch calls POST /v1/batches/{id}/resume: resume a batch.
 //
 // Reopens claims (paused → active).
+//
+// Allowed roles: admin, operator, merchant.
 func (c *Client) ResumeBatch(ctx context.Context, id string) (*BatchBody, error) {
 	path := "/v1/batches/" + url.PathEscape(id) + "/resume"
 	query := url.Values{}
@@ -981,6 +997,8 @@ func (c *Client) ResumeBatch(ctx context.Context, id string) (*BatchBody, error)
 // GetClaim calls GET /v1/claims/{id}: Get a claim.
 //
 // One claim, with its status as of now: an available coupon past valid_to reads as expired.
+//
+// Allowed roles: admin, operator, merchant, app.
 func (c *Client) GetClaim(ctx context.Context, id string) (*Claim, error) {
 	path := "/v1/claims/" + url.PathEscape(id)
 	query := url.Values{}
@@ -996,6 +1014,8 @@ func (c *Client) GetClaim(ctx context.Context, id string) (*Claim, error) {
 //
 // Accepts a code as a person may type it (any case, hyphens, I/L for 1, O for 0). A code whose
 // check character does not match is refused as invalid without a lookup.
+//
+// Allowed roles: admin, operator, merchant, app.
 func (c *Client) GetCode(ctx context.Context, code string) (*Code, error) {
 	path := "/v1/codes/" + url.PathEscape(code)
 	query := url.Values{}
@@ -1012,6 +1032,8 @@ func (c *Client) GetCode(ctx context.Context, code string) (*Code, error) {
 // Switches turn non-essential work off while an instance is under pressure, and on again, without a
 // restart. They belong to the instance that answers: call every instance to switch a fleet, or set
 // COUPOND_SWITCHES_OFF and restart.
+//
+// Allowed roles: admin.
 func (c *Client) ListSwitches(ctx context.Context) (*SwitchList, error) {
 	path := "/v1/ops/switches"
 	query := url.Values{}
@@ -1026,6 +1048,8 @@ func (c *Client) ListSwitches(ctx context.Context) (*SwitchList, error) {
 // SetSwitch calls PUT /v1/ops/switches/{name}: Turn a switch on or off.
 //
 // Takes effect at once on the instance that answers. Unknown names are `not_found`.
+//
+// Allowed roles: admin.
 func (c *Client) SetSwitch(ctx context.Context, name string, body *SetSwitchBody) (*SwitchBody, error) {
 	path := "/v1/ops/switches/" + url.PathEscape(name)
 	query := url.Values{}
@@ -1040,6 +1064,8 @@ func (c *Client) SetSwitch(ctx context.Context, name string, body *SetSwitchBody
 // GetOrderRedemption calls GET /v1/orders/{order_id}/redemption: Get an order's redemption.
 //
 // The redemption of an order, found by the order's id.
+//
+// Allowed roles: admin, operator, merchant, app.
 func (c *Client) GetOrderRedemption(ctx context.Context, orderID string) (*Redemption, error) {
 	path := "/v1/orders/" + url.PathEscape(orderID) + "/redemption"
 	query := url.Values{}
@@ -1058,6 +1084,8 @@ func (c *Client) GetOrderRedemption(ctx context.Context, orderID string) (*Redem
 // redemption is refunded, not cancelled (`conflict`). An order that has no redemption yet is
 // recorded as cancelled, so that a reservation arriving later locks nothing. By the order's id, for
 // an order system that has no reply to its reservation.
+//
+// Allowed roles: admin, app.
 func (c *Client) CancelOrderRedemption(ctx context.Context, orderID string) (*Redemption, error) {
 	path := "/v1/orders/" + url.PathEscape(orderID) + "/redemption/cancel"
 	query := url.Values{}
@@ -1075,6 +1103,8 @@ func (c *Client) CancelOrderRedemption(ctx context.Context, orderID string) (*Re
 // Marks the coupons used (reserved → confirmed). Confirming again changes nothing; a cancelled
 // redemption stays cancelled (`conflict`). By the order's id, for an order system that has no reply
 // to its reservation.
+//
+// Allowed roles: admin, app.
 func (c *Client) ConfirmOrderRedemption(ctx context.Context, orderID string) (*Redemption, error) {
 	path := "/v1/orders/" + url.PathEscape(orderID) + "/redemption/confirm"
 	query := url.Values{}
@@ -1093,6 +1123,8 @@ func (c *Client) ConfirmOrderRedemption(ctx context.Context, orderID string) (*R
 // is refunded; then it is given back (available to the same user again) when its batch's refund
 // policy is return and it is still valid, and marked refunded otherwise. A refund id seen before
 // changes nothing.
+//
+// Allowed roles: admin, app.
 func (c *Client) RefundOrderRedemption(ctx context.Context, orderID string, body *RefundBody) (*Redemption, error) {
 	path := "/v1/orders/" + url.PathEscape(orderID) + "/redemption/refund"
 	query := url.Values{}
@@ -1110,6 +1142,8 @@ func (c *Client) RefundOrderRedemption(ctx context.Context, orderID string, body
 // would take off and, when not, why (`reason.code`: status, not_yet_valid, expired, platform, node,
 // scope, min_spend, nothing_to_discount); and the best combination, with its discount split over
 // the cart's lines and their cost bearers.
+//
+// Allowed roles: admin, app.
 func (c *Client) Qualify(ctx context.Context, body *QualifyBody) (*QualificationBody, error) {
 	path := "/v1/qualifications"
 	query := url.Values{}
@@ -1137,6 +1171,8 @@ type ReserveResult struct {
 // used, expired, out of scope, forbidden by the stacking rules) is refused with `not_usable`,
 // naming it in `errors`. Confirm or cancel it by API or by the order system's messages; unconfirmed
 // after its timeout, coupond asks the order system.
+//
+// Allowed roles: admin, app.
 func (c *Client) Reserve(ctx context.Context, body *ReserveBody) (*ReserveResult, error) {
 	path := "/v1/redemptions"
 	query := url.Values{}
@@ -1161,6 +1197,8 @@ type RedeemCodeResult struct {
 // Reserves and confirms one code in one call. An internal code may be typed in any case, with
 // hyphens; a typo is refused by its check character without a lookup. A partner's code (external
 // batch) is taken as given. Idempotent by `order_id`.
+//
+// Allowed roles: admin, app, merchant.
 func (c *Client) RedeemCode(ctx context.Context, body *DirectBody) (*RedeemCodeResult, error) {
 	path := "/v1/redemptions/direct"
 	query := url.Values{}
@@ -1176,6 +1214,8 @@ func (c *Client) RedeemCode(ctx context.Context, body *DirectBody) (*RedeemCodeR
 // GetRedemption calls GET /v1/redemptions/{id}: Get a redemption.
 //
 // The redemption with its coupons, their discount lines and refunds.
+//
+// Allowed roles: admin, operator, merchant, app.
 func (c *Client) GetRedemption(ctx context.Context, id string) (*Redemption, error) {
 	path := "/v1/redemptions/" + url.PathEscape(id)
 	query := url.Values{}
@@ -1191,6 +1231,8 @@ func (c *Client) GetRedemption(ctx context.Context, id string) (*Redemption, err
 //
 // Releases the coupons (reserved → cancelled). Cancelling again changes nothing; a confirmed
 // redemption is refunded, not cancelled (`conflict`).
+//
+// Allowed roles: admin, app.
 func (c *Client) CancelRedemption(ctx context.Context, id string) (*Redemption, error) {
 	path := "/v1/redemptions/" + url.PathEscape(id) + "/cancel"
 	query := url.Values{}
@@ -1206,6 +1248,8 @@ func (c *Client) CancelRedemption(ctx context.Context, id string) (*Redemption, 
 //
 // Marks the coupons used (reserved → confirmed). Confirming again changes nothing; a cancelled
 // redemption stays cancelled (`conflict`).
+//
+// Allowed roles: admin, app.
 func (c *Client) ConfirmRedemption(ctx context.Context, id string) (*Redemption, error) {
 	path := "/v1/redemptions/" + url.PathEscape(id) + "/confirm"
 	query := url.Values{}
@@ -1223,6 +1267,8 @@ func (c *Client) ConfirmRedemption(ctx context.Context, id string) (*Redemption,
 // is refunded; then it is given back (available to the same user again) when its batch's refund
 // policy is return and it is still valid, and marked refunded otherwise. A refund id seen before
 // changes nothing.
+//
+// Allowed roles: admin, app.
 func (c *Client) RefundRedemption(ctx context.Context, id string, body *RefundBody) (*Redemption, error) {
 	path := "/v1/redemptions/" + url.PathEscape(id) + "/refund"
 	query := url.Values{}
@@ -1246,6 +1292,8 @@ type ListReviewsParams struct {
 //
 // Reservations the order system could not be asked about (or said something contradictory about),
 // by id.
+//
+// Allowed roles: admin, operator.
 func (c *Client) ListReviews(ctx context.Context, params *ListReviewsParams) (*RedemptionList, error) {
 	path := "/v1/reviews"
 	query := url.Values{}
@@ -1268,6 +1316,8 @@ func (c *Client) ListReviews(ctx context.Context, params *ListReviewsParams) (*R
 // ResolveReview calls POST /v1/reviews/{id}/resolve: Resolve a review.
 //
 // Confirms or cancels the redemption, or dismisses the review; it leaves the list.
+//
+// Allowed roles: admin, operator.
 func (c *Client) ResolveReview(ctx context.Context, id string, body *ResolveBody) (*Redemption, error) {
 	path := "/v1/reviews/" + url.PathEscape(id) + "/resolve"
 	query := url.Values{}
@@ -1292,6 +1342,8 @@ type ListUserClaimsParams struct {
 // ListUserClaims calls GET /v1/users/{user_id}/claims: List a user's coupons.
 //
 // Ordered by expiry, soonest first; keyset-paginated.
+//
+// Allowed roles: admin, operator, merchant, app.
 func (c *Client) ListUserClaims(ctx context.Context, userID string, params *ListUserClaimsParams) (*ClaimList, error) {
 	path := "/v1/users/" + url.PathEscape(userID) + "/claims"
 	query := url.Values{}

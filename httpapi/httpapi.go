@@ -15,6 +15,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/coupond/coupond/auth"
 	"github.com/coupond/coupond/guard"
 	"github.com/coupond/coupond/service"
 	"github.com/coupond/coupond/telemetry"
@@ -23,10 +24,14 @@ import (
 // Config wires the API.
 type Config struct {
 	Service *service.Service
-	// AdminToken is the bearer token every /v1 call must present.
+	// AdminToken is the bootstrap bearer token: it authenticates as admin.
 	AdminToken string
-	Logger     *slog.Logger
-	Version    string
+	// Authenticate, if set, authenticates the other credentials of a /v1
+	// request (API keys, signatures); ok false means "not one of mine",
+	// an error refuses the request with its problem.
+	Authenticate func(r *http.Request) (p auth.Principal, ok bool, err error)
+	Logger       *slog.Logger
+	Version      string
 
 	// Operations; each is optional.
 
@@ -86,6 +91,7 @@ func newAPI(cfg Config) (http.Handler, huma.API) {
 	hc.Transformers = append(hc.Transformers, recordOutcome)
 	api := humago.New(mux, hc)
 
+	requireRoles(api)
 	h := &handlers{svc: cfg.Service, log: cfg.Logger}
 	h.registerBatches(api)
 	h.registerClaims(api)
@@ -95,6 +101,7 @@ func newAPI(cfg Config) (http.Handler, huma.API) {
 		h.registerSwitches(api, cfg.Switches)
 	}
 	document(api)
+	documentRoles(api)
 
 	mux.Handle("GET /docs", docsHandler())
 	if cfg.Metrics != nil {
@@ -111,7 +118,7 @@ func newAPI(cfg Config) (http.Handler, huma.API) {
 			Detail: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
 	o := &observer{
-		next:      authenticate(cfg.AdminToken, mux),
+		next:      authenticate(cfg.AdminToken, cfg.Authenticate, mux),
 		mux:       mux,
 		metrics:   cfg.Metrics,
 		tracer:    cfg.Tracer,
@@ -142,20 +149,34 @@ type handlers struct {
 	log *slog.Logger
 }
 
-// authenticate guards /v1 with the bearer token.
-func authenticate(token string, next http.Handler) http.Handler {
+// authenticate finds the principal of a /v1 request: the bootstrap admin
+// token, or whatever cfg.Authenticate recognises. Anything else is 401.
+func authenticate(token string, others func(*http.Request) (auth.Principal, bool, error), next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
+	bootstrap := auth.Principal{KeyID: "bootstrap", Role: auth.Admin}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/") {
-			got := []byte(r.Header.Get("Authorization"))
-			if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="coupond"`)
-				writeProblem(w, &Problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "unauthorized",
-					Detail: "missing or wrong bearer token"})
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) == 1 {
+			next.ServeHTTP(w, r.WithContext(auth.With(r.Context(), bootstrap)))
+			return
+		}
+		if others != nil {
+			p, ok, err := others(r)
+			if err != nil {
+				writeProblem(w, problem(err, "header"))
+				return
+			}
+			if ok {
+				next.ServeHTTP(w, r.WithContext(auth.With(r.Context(), p)))
 				return
 			}
 		}
-		next.ServeHTTP(w, r)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="coupond"`)
+		writeProblem(w, &Problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "unauthorized",
+			Detail: "missing or wrong credentials"})
 	})
 }
 
