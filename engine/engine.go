@@ -35,6 +35,9 @@ var (
 // method acting on the same batch: no caller ever sees a half-done step.
 type Engine interface {
 	Locker
+	Protection
+	Cache
+	DelayQueue
 
 	// Claim is the one atomic claim step for a batch, in this order:
 	//  1. the batch is unknown: ErrUnknownBatch; not active: ErrNotClaimable;

@@ -20,6 +20,9 @@ type ClaimRequest struct {
 	// IdempotencyKey makes retries safe: the same key (for the same user
 	// and batch) returns the same claim and never makes a second one.
 	IdempotencyKey string
+	// Channel records how the coupon reached the user (a grant, an import,
+	// an event…); empty: the batch's channel.
+	Channel string
 }
 
 // Claim hands one code of a batch to a user: the claim path of DESIGN.md.
@@ -108,6 +111,9 @@ func (s *Service) claimOnce(ctx context.Context, b *coupon.Batch, req ClaimReque
 	}
 
 	c := coupon.NewClaim(b, claimID, req.Claimant, res.Code, res.Amount, res.Seq, req.IdempotencyKey, now)
+	if req.Channel != "" {
+		c.Channel = req.Channel
+	}
 	err = s.claims.Do(ctx, store.ClaimWrite{Claim: c, Event: claimCreated(c)})
 	switch {
 	case err == nil:

@@ -37,6 +37,9 @@ var (
 // change that is an event writes its outbox row in the same transaction.
 type Store interface {
 	RedemptionStore
+	AccessStore
+	DistributionStore
+	QueryStore
 
 	// CreateBatch inserts a new batch with its rules. b.ID is set by the
 	// caller; an ID that exists already is refused with coupon.ErrConflict.
