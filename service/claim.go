@@ -23,6 +23,11 @@ type ClaimRequest struct {
 	// Channel records how the coupon reached the user (a grant, an import,
 	// an event…); empty: the batch's channel.
 	Channel string
+	// Grant marks a claim the business makes for the user (a server-to-server
+	// grant, a bulk job, an event trigger) rather than one the user asks
+	// for: the checks that guard users' requests (SMS challenges, device and
+	// IP rate limits, risk rules) do not apply; lists and limits still do.
+	Grant bool
 }
 
 // Claim hands one code of a batch to a user: the claim path of DESIGN.md.
