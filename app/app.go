@@ -146,7 +146,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("load engine: %w", err)
 	}
 	a.reconciler = worker.NewReconciler(worker.ReconcilerConfig{
-		Engine: a.Engine, Store: a.Store, Batches: a.Service.EngineBatches, Logger: a.log,
+		Engine: a.Engine, Store: a.Store, Batches: a.Service.EngineBatches, Sync: a.Service.SyncEngine, Logger: a.log,
 		Lease:  worker.NewLease(a.Engine, "reconciler", time.Minute, a.log),
 		OnPass: func(r worker.ReconcileResult, err error) { a.Metrics.ObserveReconcile(r.Settled, r.Reclaimed, err) },
 	})

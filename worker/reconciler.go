@@ -27,7 +27,10 @@ type ReconcilerConfig struct {
 	// Batches lists the batches to look at (those the engine holds: active
 	// and paused ones).
 	Batches func(ctx context.Context) ([]string, error)
-	Logger  *slog.Logger
+	// Sync, if set, re-tells the engine each batch's status from the store
+	// on every pass (a status change made while the engine was down).
+	Sync   func(ctx context.Context, batchID string) error
+	Logger *slog.Logger
 	// Interval between passes; default 10s.
 	Interval time.Duration
 	// Grace is how old a pending claim must be before the reconciler asks
@@ -116,6 +119,11 @@ func (r *Reconciler) Pass(ctx context.Context) (ReconcileResult, error) {
 	before := r.cfg.Now().Add(-r.cfg.Grace)
 	var errs []error
 	for _, id := range batches {
+		if r.cfg.Sync != nil {
+			if err := r.cfg.Sync(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := r.batch(ctx, id, before, &res); err != nil && !errors.Is(err, engine.ErrUnknownBatch) {
 			errs = append(errs, err)
 		}
