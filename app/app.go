@@ -180,9 +180,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	// The goroutine gets its own copies: Close clears the fields, and the
+	// goroutine may start only after Close when the machine is busy.
+	srv, ln, log := a.srv, a.ln, a.log
 	go func() {
-		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("http server stopped", "err", err)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
 		}
 	}()
 	if a.cfg.DebugAddr != "" {
@@ -263,8 +266,9 @@ func (a *App) serveDebug() error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	a.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = a.debug.Serve(ln) }()
+	debug := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.debug = debug
+	go func() { _ = debug.Serve(ln) }()
 	a.log.Info("profiler serving", "addr", ln.Addr().String())
 	return nil
 }
