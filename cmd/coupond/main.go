@@ -3,6 +3,7 @@
 //	coupond serve     run the service
 //	coupond migrate   apply the store's migrations and exit
 //	coupond loadgen   drive a running coupond with flash-sale claims
+//	coupond audit     check the invariants against a deployment
 //	coupond version   print the version
 package main
 
@@ -34,6 +35,7 @@ commands:
   serve     run the service (defaults: SQLite in ./data, in-memory engine, embedded NATS)
   migrate   apply the store's migrations and exit
   loadgen   drive a running coupond with flash-sale claims and report
+  audit     check every invariant against the deployment; exit 1 on a violation
   version   print the version
 
 Run "coupond <command> -h" for the flags of a command. Every flag can also be
@@ -52,6 +54,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return 0
 	case "loadgen":
 		return runLoadgen(ctx, args, environ, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, args, environ, stdout, stderr)
 	case "serve", "migrate":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
