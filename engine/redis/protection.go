@@ -1,0 +1,335 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/coupond/coupond/access"
+	"github.com/coupond/coupond/engine"
+)
+
+// The protection's keys. A batch's are in its hash tag, so its checks run
+// in its claim script:
+//
+//	cp:{<batch>}:idn           hash: identity → claims held; "loaded" once loaded
+//	cp:{<batch>}:sms:<id>      hash, expiring: an SMS challenge
+//	cp:{<batch>}:rl:<key>      string, expiring: a rate limit's theoretical arrival time (µs)
+//
+// The others are global, each in a hash tag of its own:
+//
+//	cp:nonce:{<scope>}:<n>     string, expiring: a nonce was seen; the scope
+//	                           of a claim's is its batch id, so the key is in
+//	                           the batch's hash slot and its claim script sets it
+//	cp:rl:{<key>}              string, expiring: a global rate limit (SMS resends)
+//	cp:risk:{d:<device>}:users sorted set: user → last attempt (µs)
+//	cp:risk:{d:<device>}:claims sorted set: attempt → when (µs)
+//	cp:risk:{i:<ip>}:users, cp:risk:{i:<ip>}:claims  the same for an IP
+var (
+	protectAllowScript      = script("protect_allow.lua")
+	protectChallengeScript  = script("protect_challenge.lua")
+	protectIdentitiesScript = script("protect_identities.lua")
+	protectRiskScript       = script("protect_risk.lua")
+	// protectedClaimScript is claim.lua wrapped as a function, called by
+	// the checks of protect_claim.lua: the claim step stays the one of
+	// claim.lua, and the checks run in the same script.
+	protectedClaimScript = goredis.NewScript("local function claim_step(KEYS, ARGV)\n" + source("claim.lua") +
+		"\nend\n" + source("protect_claim.lua") + source("protect_claim_tail.lua"))
+)
+
+// Statuses of the protection's refusals in a claim's reply.
+const (
+	statusReplayed          = -10
+	statusRateLimited       = -11
+	statusSMSInvalid        = -12
+	statusIdentitiesUnknown = -13
+)
+
+func source(name string) string {
+	src, err := luaFiles.ReadFile("lua/" + name)
+	if err != nil {
+		panic(err) // a file name above is wrong
+	}
+	return string(src)
+}
+
+// protectedClaim runs the checks of p.Protect and the claim step in one
+// script, lua/protect_claim.lua around lua/claim.lua.
+func (e *Engine) protectedClaim(ctx context.Context, keys batchKeys, args []any, p engine.ClaimParams) ([]any, error) {
+	pr := p.Protect
+	if pr.Nonce != "" && pr.NonceTTL <= 0 {
+		return nil, fmt.Errorf("redis engine: claim: nonce ttl %v is not positive", pr.NonceTTL)
+	}
+	for _, l := range pr.Limits {
+		if err := l.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	base := strings.TrimSuffix(keys[keyMeta], "meta")
+	idn := base + "idn"
+	nonceKey, smsKey := idn, idn // unused keys still name a key of the tag
+	if pr.Nonce != "" {
+		nonceKey = e.prefix + ":nonce:{" + p.BatchID + "}:" + pr.Nonce // UseNonce's key of scope p.BatchID
+	}
+	var sms engine.SMSCheck
+	if pr.SMS != nil {
+		sms = *pr.SMS
+		smsKey = base + "sms:" + sms.ChallengeID
+	}
+	replay := ""
+	if p.IdempotencyKey != "" {
+		replay = keyField(p.UserID, p.IdempotencyKey)
+	}
+	ks := make([]string, 0, len(keys)+4+len(pr.Limits))
+	ks = append(ks, keys[:]...)
+	ks = append(ks, idn, nonceKey, smsKey, keys[keyKeys])
+	for _, l := range pr.Limits {
+		ks = append(ks, base+"rl:"+l.Key)
+	}
+	a := make([]any, 0, 2+len(args)+12+len(pr.Identities)+2*len(pr.Limits))
+	a = append(a, len(keys), len(args))
+	a = append(a, args...)
+	a = append(a, pr.Nonce, max(pr.NonceTTL.Milliseconds(), 1), p.At.UnixMicro(),
+		sms.ChallengeID, sms.CodeHash, sms.UserID, sms.Phone, replay, len(pr.Identities))
+	for _, id := range pr.Identities {
+		a = append(a, id)
+	}
+	a = append(a, len(pr.Limits))
+	for _, l := range pr.Limits {
+		a = append(a, l.Interval().Microseconds(), l.Burst)
+	}
+	return protectedClaimScript.Run(ctx, e.client, ks, a...).Slice()
+}
+
+// protectionRefusal is the error of a claim reply refused by the checks;
+// ok is false for other replies.
+func protectionRefusal(p engine.ClaimParams, res []any) (err error, ok bool) {
+	r := reply{res: res}
+	switch r.int(0) {
+	case statusReplayed:
+		return engine.ErrReplayed, true
+	case statusIdentitiesUnknown:
+		return engine.ErrIdentitiesUnknown, true
+	case statusRateLimited:
+		wait, i := r.int(1), int(r.int(2))
+		if err := r.check("claim", 3); err != nil {
+			return err, true
+		}
+		what := "rate"
+		if p.Protect != nil && i >= 1 && i <= len(p.Protect.Limits) {
+			what = p.Protect.Limits[i-1].What
+		}
+		return &access.RateLimitedError{What: what, After: time.Duration(wait) * time.Microsecond}, true
+	case statusSMSInvalid:
+		why, left := r.string(1), r.int(2)
+		if err := r.check("claim", 3); err != nil {
+			return err, true
+		}
+		return smsRefusal(why, left), true
+	}
+	return nil, false
+}
+
+func smsRefusal(why string, left int64) error {
+	switch why {
+	case "wrong":
+		return fmt.Errorf("wrong code, %d attempts left: %w", left, engine.ErrSMSInvalid)
+	case "expired":
+		return fmt.Errorf("the challenge expired: %w", engine.ErrSMSInvalid)
+	}
+	return fmt.Errorf("no such challenge (expired, used or never made): %w", engine.ErrSMSInvalid)
+}
+
+// UseNonce remembers nonce with SET NX PX.
+func (e *Engine) UseNonce(ctx context.Context, scope, nonce string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("redis engine: nonce ttl %v is not positive", ttl)
+	}
+	ok, err := e.client.SetNX(ctx, e.prefix+":nonce:{"+scope+"}:"+nonce, 1, max(ttl, time.Millisecond)).Result()
+	if err != nil {
+		return fail("use nonce", err)
+	}
+	if !ok {
+		return engine.ErrReplayed
+	}
+	return nil
+}
+
+// Allow runs lua/protect_allow.lua.
+func (e *Engine) Allow(ctx context.Context, key string, l engine.RateLimit, at time.Time) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	wait, err := protectAllowScript.Run(ctx, e.client, []string{e.prefix + ":rl:{" + key + "}"},
+		at.UnixMicro(), l.Interval().Microseconds(), l.Burst).Int64()
+	if err != nil {
+		return fail("allow", err)
+	}
+	if wait > 0 {
+		return &access.RateLimitedError{What: l.What, After: time.Duration(wait) * time.Microsecond}
+	}
+	return nil
+}
+
+// PutChallenge stores the challenge in its batch's hash tag, expiring with it.
+func (e *Engine) PutChallenge(ctx context.Context, c engine.Challenge) error {
+	ttl := time.Until(c.ExpiresAt)
+	if ttl <= 0 || c.MaxAttempts < 1 {
+		return fmt.Errorf("redis engine: challenge %s: expiry %v and max attempts %d must be in the future and positive",
+			c.ID, c.ExpiresAt, c.MaxAttempts)
+	}
+	key := strings.TrimSuffix(e.batchKeys(c.BatchID)[keyMeta], "meta") + "sms:" + c.ID
+	err := protectChallengeScript.Run(ctx, e.client, []string{key}, c.UserID, c.Phone, c.CodeHash,
+		c.ExpiresAt.UnixMicro(), c.MaxAttempts, max(ttl.Milliseconds(), 1)).Err()
+	if err != nil {
+		return fail("put challenge", err)
+	}
+	return nil
+}
+
+// LoadIdentities sets the batch's identity counts unless they are loaded,
+// in one script. Counts beyond what one script takes as arguments are staged
+// first in a hash of the batch's tag (expiring should the process die),
+// which the script renames into place.
+func (e *Engine) LoadIdentities(ctx context.Context, batchID string, counts map[string]int) error {
+	base := strings.TrimSuffix(e.batchKeys(batchID)[keyMeta], "meta")
+	staging := base + "idn:load:" + newToken()
+	args := make([]any, 0, 1+2*min(len(counts), addCodesSlice))
+	args = append(args, "load")
+	pipe := e.client.Pipeline()
+	fields := make([]any, 0, 2*rebuildSlice)
+	for id, n := range counts {
+		if n <= 0 {
+			continue
+		}
+		if len(args) < 1+2*addCodesSlice {
+			args = append(args, id, n)
+			continue
+		}
+		fields = append(fields, id, n)
+		if len(fields) == cap(fields) {
+			pipe.HSet(ctx, staging, fields...)
+			pipe.PExpire(ctx, staging, stagingTTL)
+			fields = make([]any, 0, 2*rebuildSlice)
+		}
+	}
+	if len(fields) > 0 {
+		pipe.HSet(ctx, staging, fields...)
+		pipe.PExpire(ctx, staging, stagingTTL)
+	}
+	if pipe.Len() > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fail("load identities", err)
+		}
+	}
+	if err := protectIdentitiesScript.Run(ctx, e.client, []string{base + "idn", staging}, args...).Err(); err != nil {
+		return fail("load identities", err)
+	}
+	return nil
+}
+
+// ReleaseIdentities lowers each identity's count by one.
+func (e *Engine) ReleaseIdentities(ctx context.Context, batchID string, identities []string) error {
+	if len(identities) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 1+len(identities))
+	args = append(args, "release")
+	for _, id := range identities {
+		args = append(args, id)
+	}
+	return e.identities(ctx, batchID, "release identities", args)
+}
+
+func (e *Engine) identities(ctx context.Context, batchID, op string, args []any) error {
+	key := strings.TrimSuffix(e.batchKeys(batchID)[keyMeta], "meta") + "idn"
+	if err := protectIdentitiesScript.Run(ctx, e.client, []string{key, key}, args...).Err(); err != nil {
+		return fail(op, err)
+	}
+	return nil
+}
+
+// ObserveRisk runs lua/protect_risk.lua for the device and for the IP, in
+// one pipeline: their keys are in hash tags of their own (on a cluster,
+// perhaps on two nodes, asked at once), so the observation costs one round
+// trip.
+func (e *Engine) ObserveRisk(ctx context.Context, o engine.RiskObservation) ([]int64, error) {
+	type part struct {
+		tag            string
+		users, claims  engine.RiskCounter
+		userW, claimsW []int // indexes into o.Windows
+		cmd            *goredis.Cmd
+	}
+	parts := []*part{
+		{tag: "d:" + o.DeviceID, users: engine.DeviceUsers, claims: engine.DeviceClaims},
+		{tag: "i:" + o.IP, users: engine.IPUsers, claims: engine.IPClaims},
+	}
+	for i, w := range o.Windows {
+		for _, pt := range parts {
+			switch w.Counter {
+			case pt.users:
+				pt.userW = append(pt.userW, i)
+			case pt.claims:
+				pt.claimsW = append(pt.claimsW, i)
+			}
+		}
+	}
+	horizon := max(o.Horizon, time.Millisecond)
+	run := func(sha bool) error {
+		pipe := e.client.Pipeline()
+		for j, pt := range parts {
+			pt.cmd = nil
+			if (j == 0 && o.DeviceID == "") || (j == 1 && o.IP == "") {
+				continue
+			}
+			base := e.prefix + ":risk:{" + pt.tag + "}:"
+			args := []any{o.At.UnixMicro(), horizon.Microseconds(), o.UserID, o.EventID, engine.MaxRiskEvents, len(pt.userW)}
+			for _, i := range pt.userW {
+				args = append(args, o.Windows[i].Window.Microseconds())
+			}
+			for _, i := range pt.claimsW {
+				args = append(args, o.Windows[i].Window.Microseconds())
+			}
+			keys := []string{base + "users", base + "claims"}
+			if sha {
+				pt.cmd = protectRiskScript.EvalSha(ctx, pipe, keys, args...)
+			} else {
+				pt.cmd = protectRiskScript.Eval(ctx, pipe, keys, args...)
+			}
+		}
+		if pipe.Len() == 0 {
+			return nil
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	// EVALSHA first, as Script.Run does; a server that lacks the script
+	// (a restart, a new node) gets it once with EVAL.
+	err := run(true)
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		err = run(false)
+	}
+	if err != nil {
+		return nil, fail("observe risk", err)
+	}
+	out := make([]int64, len(o.Windows))
+	for _, pt := range parts {
+		if pt.cmd == nil {
+			continue
+		}
+		vals, err := pt.cmd.Int64Slice()
+		if err != nil {
+			return nil, fail("observe risk", err)
+		}
+		if len(vals) != len(pt.userW)+len(pt.claimsW) {
+			return nil, fmt.Errorf("redis engine: observe risk: %d counts, want %d", len(vals), len(pt.userW)+len(pt.claimsW))
+		}
+		for k, i := range append(pt.userW, pt.claimsW...) {
+			out[i] = vals[k]
+		}
+	}
+	return out, nil
+}
