@@ -68,3 +68,32 @@ type ClaimCreated struct {
 	ValidTo    time.Time `json:"valid_to"`
 	ClaimedAt  time.Time `json:"claimed_at"`
 }
+
+// Event types of product tagging.
+const (
+	TypeBatchStockOut      = "batch.stock_out"
+	TypeProductTagsChanged = "product.tags_changed"
+)
+
+// BatchStockOut is the data of batch.stock_out: the batch's last code was
+// claimed. It is published once per batch.
+type BatchStockOut struct {
+	BatchID       string    `json:"batch_id"`
+	MerchantID    string    `json:"merchant_id,omitempty"`
+	TotalQuantity int64     `json:"total_quantity"`
+	At            time.Time `json:"at"`
+}
+
+// ProductTagsChanged is the data of product.tags_changed: a batch's tag
+// appeared on, or disappeared from, the products, categories and merchants
+// its rules name.
+type ProductTagsChanged struct {
+	BatchID    string    `json:"batch_id"`
+	MerchantID string    `json:"merchant_id,omitempty"`
+	Tagged     bool      `json:"tagged"` // true: the tag is on; false: removed
+	Products   []string  `json:"products,omitempty"`
+	Categories []string  `json:"categories,omitempty"`
+	Merchants  []string  `json:"merchants,omitempty"`
+	Reason     string    `json:"reason"` // window_open, window_closed, stock_out, paused, resumed, ended, published, sync
+	At         time.Time `json:"at"`
+}

@@ -36,7 +36,8 @@ const (
 	SwitchAccessLog = "access_log"
 	// SwitchStats, SwitchTagging and SwitchRiskScoring are for the
 	// statistics, tagging and risk-scoring work, which read them before each
-	// unit of work once they exist.
+	// unit of work (app/query.go hands the first two to the stats consumer
+	// and the tagger).
 	SwitchStats       = "stats"
 	SwitchTagging     = "tagging"
 	SwitchRiskScoring = "risk_scoring"
@@ -56,8 +57,8 @@ func NewSwitches(m *telemetry.Metrics, off ...string) (*Switches, error) {
 	for _, d := range []struct{ name, desc string }{
 		{SwitchBatchMetrics, "per-batch metrics and outbox lag read from the engine and the store at every scrape"},
 		{SwitchAccessLog, "one log line per HTTP request"},
-		{SwitchStats, "statistics work (reserved: read by the statistics worker)"},
-		{SwitchTagging, "tagging work (reserved: read by the tagging worker)"},
+		{SwitchStats, "statistics work: the consumer counting events into the statistics pauses; events wait in the stream"},
+		{SwitchTagging, "tagging work: the tagger pauses (batch events, delay queue, webhook); they wait"},
 		{SwitchRiskScoring, "risk scoring of claims (reserved: read by the risk rules)"},
 	} {
 		sw := &Switch{Name: d.name, Description: d.desc, metrics: m}

@@ -1,10 +1,12 @@
 // Package loadgen drives a running coupond (or any server with the same
-// claim endpoint) with flash-sale traffic and reports throughput, latency
-// percentiles and outcomes by problem code.
+// endpoints) with flash-sale traffic — claims, "my coupons" queries or
+// product tag lookups — and reports throughput, latency percentiles and
+// outcomes by problem code.
 package loadgen
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +37,25 @@ type Config struct {
 	UserPrefix string
 	// Progress receives a status line every second; nil for none.
 	Progress io.Writer
+	// Mode is claim (the default), query or tags.
+	//
+	// query: GET /v1/users/{user}/claims?status=available for Users users
+	// in turn, who each claimed ClaimsPerUser coupons before the run (of
+	// BatchID, or of a batch it creates), and GET .../badges every tenth
+	// request. With BatchID set, the users are taken to exist already and
+	// nothing is claimed (-batch bare measures the bare handler).
+	//
+	// tags: GET /v1/products/tags?ids=… naming IDs products each, of
+	// Products products that a batch it creates tags (none with BatchID set).
+	Mode          string
+	Users         int // query: users; default 1000
+	ClaimsPerUser int // query: claims each user makes before the run; default 3
+	Products      int // tags: products the batch tags; default 1000
+	IDs           int // tags: products a request names; default 20
+	// Rate, if positive, paces the requests to this many per second in all
+	// (an open-loop run, for latency at a given load); 0 is as fast as the
+	// server answers.
+	Rate float64
 }
 
 // Report is the outcome of a run.
@@ -57,7 +79,8 @@ type Point struct {
 	P99    time.Duration `json:"p99_ns"`
 }
 
-// Run drives the claim endpoint until the duration, request count or ctx ends.
+// Run drives the endpoint of cfg.Mode until the duration, request count
+// or ctx ends.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 64
@@ -69,14 +92,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConns: cfg.Concurrency, MaxIdleConnsPerHost: cfg.Concurrency, MaxConnsPerHost: cfg.Concurrency},
 	}
-	if cfg.BatchID == "" {
-		id, err := createBatch(ctx, client, cfg)
-		if err != nil {
-			return nil, err
-		}
-		cfg.BatchID = id
+	next, err := prepare(ctx, client, &cfg)
+	if err != nil {
+		return nil, err
 	}
-	url := cfg.URL + "/v1/batches/" + cfg.BatchID + "/claims"
 
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
@@ -96,18 +115,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go func() {
 			defer wg.Done()
 			var mine []sample
-			body := make([]byte, 0, 128)
+			buf := make([]byte, 0, 256)
 			for ctx.Err() == nil {
 				n := issued.Add(1)
 				if cfg.Requests > 0 && n > cfg.Requests {
 					break
 				}
-				body = append(body[:0], `{"user_id":"`...)
-				body = append(body, cfg.UserPrefix...)
-				body = strconv.AppendInt(body, n, 10)
-				body = append(body, `","platform":"ios"}`...)
+				if cfg.Rate > 0 {
+					// Request n is due at n/Rate seconds from the start.
+					due := start.Add(time.Duration(float64(n-1) / cfg.Rate * float64(time.Second)))
+					if d := time.Until(due); d > 0 {
+						select {
+						case <-time.After(d):
+						case <-ctx.Done():
+						}
+						if ctx.Err() != nil {
+							break
+						}
+					}
+				}
+				var r request
+				buf, r = next(buf[:0], n)
 				t0 := time.Now()
-				outcome := claim(ctx, client, url, cfg.Token, body)
+				outcome := do(ctx, client, cfg.Token, r)
 				if outcome == "" { // cancelled mid-request at the end of the run
 					break
 				}
@@ -124,14 +154,158 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return report(cfg.URL, slices.Concat(samples...), elapsed), nil
 }
 
+// request is one request of a run.
+type request struct {
+	method, url string
+	body        []byte
+	want        int
+}
+
+// prepare creates what the run needs and returns the maker of its n-th
+// request, which may build in buf.
+func prepare(ctx context.Context, c *http.Client, cfg *Config) (func(buf []byte, n int64) ([]byte, request), error) {
+	switch cfg.Mode {
+	case "", "claim":
+		if cfg.BatchID == "" {
+			id, err := createBatch(ctx, c, *cfg, cfg.Total, "")
+			if err != nil {
+				return nil, err
+			}
+			cfg.BatchID = id
+		}
+		url := cfg.URL + "/v1/batches/" + cfg.BatchID + "/claims"
+		return func(buf []byte, n int64) ([]byte, request) {
+			buf = append(buf, `{"user_id":"`...)
+			buf = append(buf, cfg.UserPrefix...)
+			buf = strconv.AppendInt(buf, n, 10)
+			buf = append(buf, `","platform":"ios"}`...)
+			return buf, request{method: http.MethodPost, url: url, body: buf, want: http.StatusCreated}
+		}, nil
+	case "query":
+		users := cmp.Or(cfg.Users, 1000)
+		per := cmp.Or(cfg.ClaimsPerUser, 3)
+		if cfg.BatchID == "" {
+			if err := claimForUsers(ctx, c, *cfg, users, per); err != nil {
+				return nil, err
+			}
+		}
+		base := cfg.URL + "/v1/users/" + cfg.UserPrefix
+		return func(buf []byte, n int64) ([]byte, request) {
+			buf = append(buf, base...)
+			buf = strconv.AppendInt(buf, n%int64(users), 10)
+			if n%10 == 0 {
+				buf = append(buf, "/badges"...)
+			} else {
+				buf = append(buf, "/claims?status=available"...)
+			}
+			return buf, request{method: http.MethodGet, url: string(buf), want: http.StatusOK}
+		}, nil
+	case "tags":
+		products := cmp.Or(cfg.Products, 1000)
+		ids := min(cmp.Or(cfg.IDs, 20), 100)
+		if cfg.BatchID == "" {
+			if err := tagProducts(ctx, c, *cfg, products); err != nil {
+				return nil, err
+			}
+		}
+		base := cfg.URL + "/v1/products/tags?ids="
+		return func(buf []byte, n int64) ([]byte, request) {
+			buf = append(buf, base...)
+			first := int(n) * ids
+			for i := range ids {
+				if i > 0 {
+					buf = append(buf, ',')
+				}
+				buf = append(buf, 'p')
+				buf = strconv.AppendInt(buf, int64((first+i)%products), 10)
+			}
+			return buf, request{method: http.MethodGet, url: string(buf), want: http.StatusOK}
+		}, nil
+	}
+	return nil, fmt.Errorf("loadgen: unknown mode %q (claim, query, tags)", cfg.Mode)
+}
+
+// claimForUsers creates a batch and has every user claim per coupons of it.
+func claimForUsers(ctx context.Context, c *http.Client, cfg Config, users, per int) error {
+	id, err := createBatch(ctx, c, cfg, int64(users*per), fmt.Sprintf(`"per_user_limit":%d`, per))
+	if err != nil {
+		return err
+	}
+	work := make(chan int)
+	errs := make(chan error, cfg.Concurrency)
+	var wg sync.WaitGroup
+	for range min(cfg.Concurrency, 32) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range work {
+				body := fmt.Sprintf(`{"user_id":"%s%d","platform":"ios"}`, cfg.UserPrefix, u)
+				for range per {
+					if err := call(ctx, c, cfg, "/v1/batches/"+id+"/claims", body, http.StatusCreated, nil); err != nil {
+						select {
+						case errs <- err:
+						default:
+						}
+						return
+					}
+				}
+			}
+		}()
+	}
+	for u := range users {
+		work <- u
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return fmt.Errorf("claim for the query run: %w", err)
+	default:
+		return nil
+	}
+}
+
+// tagProducts creates and publishes a batch whose rules include products
+// p0 … p<n-1>, and waits until its tags show.
+func tagProducts(ctx context.Context, c *http.Client, cfg Config, n int) error {
+	rules := make([]string, min(n, 1000))
+	for i := range rules {
+		rules[i] = fmt.Sprintf(`{"ref_type":"product","ref_id":"p%d","use_type":"include"}`, i)
+	}
+	if _, err := createBatch(ctx, c, cfg, 1000, `"rules":[`+strings.Join(rules, ",")+`]`); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, cfg.URL+"/v1/products/tags?ids=p0", nil)
+		req.Header.Set("Authorization", "Bearer "+cfg.Token)
+		resp, err := c.Do(req)
+		if err == nil {
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(raw), "batch_id") {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the batch's product tags did not appear within 30s (is the tagging switch off?)")
+}
+
 type sample struct {
 	at, took time.Duration
 	outcome  string
 }
 
-func claim(ctx context.Context, c *http.Client, url, token string, body []byte) string {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+func do(ctx context.Context, c *http.Client, token string, r request) string {
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, r.method, r.url, body)
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.Do(req)
 	if err != nil {
@@ -142,8 +316,11 @@ func claim(ctx context.Context, c *http.Client, url, token string, body []byte) 
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusCreated {
-		return "created"
+	if resp.StatusCode == r.want {
+		if r.want == http.StatusCreated {
+			return "created"
+		}
+		return "ok"
 	}
 	var p struct {
 		Code string `json:"code"`
@@ -154,8 +331,7 @@ func claim(ctx context.Context, c *http.Client, url, token string, body []byte) 
 	return "http_" + strconv.Itoa(resp.StatusCode)
 }
 
-func createBatch(ctx context.Context, c *http.Client, cfg Config) (string, error) {
-	total := cfg.Total
+func createBatch(ctx context.Context, c *http.Client, cfg Config, total int64, extra string) (string, error) {
 	if total <= 0 {
 		total = 1_000_000
 	}
@@ -165,7 +341,10 @@ func createBatch(ctx context.Context, c *http.Client, cfg Config) (string, error
 	if total <= 1_000_000 {
 		generation = `"full"`
 	}
-	spec := fmt.Sprintf(`{"name":"loadgen","total_quantity":%d,"per_user_limit":1,"validity":{"days":30},"amount":{"type":"fixed","value":500},"generation":{"mode":%s}}`, total, generation)
+	if extra == "" {
+		extra = `"per_user_limit":1`
+	}
+	spec := fmt.Sprintf(`{"name":"loadgen","total_quantity":%d,%s,"validity":{"days":30},"amount":{"type":"fixed","value":500},"generation":{"mode":%s}}`, total, extra, generation)
 	var b struct {
 		ID string `json:"id"`
 	}

@@ -20,13 +20,20 @@ func runLoadgen(ctx context.Context, args, environ []string, stdout, stderr io.W
 	var row string
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of the service")
 	fs.StringVar(&cfg.Token, "token", getenv(environ, "COUPOND_ADMIN_TOKEN"), "bearer token (default $COUPOND_ADMIN_TOKEN)")
-	fs.StringVar(&cfg.BatchID, "batch", "", "batch to claim from; empty: create and publish one of -total codes")
+	fs.StringVar(&cfg.BatchID, "batch", "", "batch to claim from; empty: create and publish one of -total codes (query, tags: any value skips the set-up)")
 	fs.Int64Var(&cfg.Total, "total", 1_000_000, "codes in the batch created when -batch is empty")
 	fs.IntVar(&cfg.Concurrency, "c", 64, "requests in flight")
 	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "how long to run")
 	fs.Int64Var(&cfg.Requests, "n", 0, "stop after this many requests (0: no limit)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.StringVar(&row, "row", "", "print the report as one markdown table row with this label")
+	fs.StringVar(&cfg.Mode, "mode", "claim", "claim (POST claims), query (GET a user's available coupons, and badges) or tags (GET product tags)")
+	fs.StringVar(&cfg.UserPrefix, "user-prefix", "", "start of the user ids; default: unique per run")
+	fs.IntVar(&cfg.Users, "users", 1000, "query: users read in turn (each claims -claims-per-user coupons first unless -batch is set)")
+	fs.IntVar(&cfg.ClaimsPerUser, "claims-per-user", 3, "query: coupons each user claims before the run")
+	fs.IntVar(&cfg.Products, "products", 1000, "tags: products a new batch tags (unless -batch is set)")
+	fs.IntVar(&cfg.IDs, "ids", 20, "tags: products named per request, at most 100")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "requests per second in all (open loop); 0: as fast as answered")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0

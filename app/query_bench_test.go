@@ -1,0 +1,101 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coupond/coupond/app"
+	"github.com/coupond/coupond/config"
+	"github.com/coupond/coupond/engine/redis/redistest"
+	"github.com/coupond/coupond/internal/backendtest"
+)
+
+// bootRedis boots coupond on SQLite with the Redis engine of the shared test
+// Redis, under keys of its own.
+func bootRedis(b *testing.B) *app.App {
+	cfg := config.Config{Addr: "127.0.0.1:0", DataDir: b.TempDir(), AdminToken: "test-token", ShutdownTimeout: 10 * time.Second}
+	cfg.SQLite.Synchronous = "normal"
+	cfg.GroupCommit.MaxBatch = 256
+	cfg.Redis.URL, cfg.Redis.Prefix = redistest.URL(b), backendtest.Name("bench")
+	a := app.New(cfg, slog.New(slog.DiscardHandler), io.Discard)
+	if err := a.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return a
+}
+
+// BenchmarkHTTPClaimRedis is BenchmarkHTTPClaim with the Redis engine: the
+// group commit's Settle (and, with the user cache, its bumps) cost a round
+// trip to Redis per group.
+func BenchmarkHTTPClaimRedis(b *testing.B) {
+	a := bootRedis(b)
+	defer a.Close()
+	c := newClient(&testing.T{}, a)
+	id := c.publishedBatch(b.N+1000, 1)
+	url := a.URL() + "/v1/batches/" + id + "/claims"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			body := []byte(`{"user_id":"bench-` + strconv.FormatInt(n.Add(1), 10) + `","platform":"ios"}`)
+			req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "claims/s")
+}
+
+// BenchmarkHTTPUserClaims reads "my coupons" of 1,000 users holding three
+// coupons each, over HTTP, on the embedded default.
+func BenchmarkHTTPUserClaims(b *testing.B) {
+	a := boot(&testing.T{}, b.TempDir())
+	defer a.Close()
+	c := newClient(&testing.T{}, a)
+	const users = 1000
+	id := c.publishedBatch(3*users, 3)
+	for u := range users {
+		for range 3 {
+			c.must(201, "POST", "/v1/batches/"+id+"/claims", map[string]any{"user_id": fmt.Sprint("q", u)})
+		}
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("GET", a.URL()+"/v1/users/q"+strconv.FormatInt(n.Add(1)%users, 10)+"/claims?status=available", nil)
+			req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+}
