@@ -29,6 +29,7 @@ import (
 	"github.com/coupond/coupond/guard"
 	"github.com/coupond/coupond/httpapi"
 	"github.com/coupond/coupond/service"
+	"github.com/coupond/coupond/sms"
 	"github.com/coupond/coupond/store"
 	"github.com/coupond/coupond/store/postgres"
 	"github.com/coupond/coupond/store/sqlite"
@@ -71,6 +72,20 @@ type App struct {
 	// Redemption tunes the redemption workers (see redemption.go).
 	Redemption RedemptionOptions
 	redemption redemptionWorkers
+
+	// Query tunes the stats consumer and the tagger (see query.go).
+	Query QueryOptions
+	query queryWorkers
+
+	// Distribution tunes the bulk grant jobs and the trigger consumer
+	// (see distribution.go).
+	Distribution DistributionOptions
+	distribution distributionWorkers
+
+	// SMSSender, if set before Run, sends the SMS challenges' codes instead
+	// of the configured sender (tests read the codes with it).
+	SMSSender sms.Sender
+	access    accessParts // access.go
 }
 
 // New returns an App that Run will start. stderr receives the one line that
@@ -90,6 +105,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}()
 	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := a.setupKeyring(); err != nil { // access.go: before a missing admin token is made up
+		return err
 	}
 	if a.cfg.AdminToken == "" {
 		a.cfg.AdminToken = newToken()
@@ -141,6 +159,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 		GroupCommit: groupcommit.Config{MaxBatch: a.cfg.GroupCommit.MaxBatch, Writers: writers},
 		OnCommit:    a.relay.Notify,
 		Redemption:  a.redemptionConfig(),
+		Query:       a.queryConfig(),
+		Access:      a.accessConfig(),
 	})
 	if err := a.Service.LoadEngine(ctx); err != nil {
 		return fmt.Errorf("load engine: %w", err)
@@ -165,6 +185,15 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.startRedemption(bg); err != nil {
 		return err
 	}
+	if err := a.startQuery(bg); err != nil {
+		return err
+	}
+	if err := a.startDistribution(bg); err != nil {
+		return err
+	}
+	if err := a.startAccess(ctx); err != nil {
+		return err
+	}
 
 	a.ln, err = net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
@@ -173,6 +202,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.srv = &http.Server{
 		Handler: httpapi.New(a.apiOps(httpapi.Config{
 			Service: a.Service, AdminToken: a.cfg.AdminToken, Logger: a.log, Version: Version,
+			Authenticate: httpapi.Authenticator(a.Service, nil),
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -220,6 +250,9 @@ func (a *App) Close() {
 		}
 	}
 	a.stopRedemption()
+	a.stopQuery()
+	a.stopAccess()
+	a.stopDistribution()
 	if a.Service != nil {
 		a.Service.Close()
 	}

@@ -39,6 +39,16 @@ type AppliedBody struct {
 	Lines []Line `json:"lines"`
 }
 
+// Badges is the API's Badges schema.
+type Badges struct {
+	// coupons the user can use now
+	Available int64 `json:"available"`
+	// of those, the ones whose validity ends within the lead
+	ExpiringSoon int64 `json:"expiring_soon"`
+	// the window of expiring_soon, seconds
+	ExpiringSoonSeconds int64 `json:"expiring_soon_seconds"`
+}
+
 // Batch is one campaign's coupons: its configuration, status and generated counts.
 type Batch struct {
 	// text shown to users
@@ -75,6 +85,9 @@ type Batch struct {
 	PerUserLimit int64 `json:"per_user_limit,omitempty"`
 	// percent taken off (percent type)
 	PercentOff int64 `json:"percent_off,omitempty"`
+	// anti-fraud checks of the batch's claims: SMS challenge, whitelist, rate limits, risk rules,
+	// per-user limit across phones and devices
+	Protection Protection `json:"protection,omitzero"`
 	// how the batch's coupons are redeemed: refund policy, reservation timeout, order system, per-order
 	// limit
 	Redemption RedemptionOptions `json:"redemption,omitzero"`
@@ -142,6 +155,9 @@ type BatchBody struct {
 	PercentOff int64 `json:"percent_off,omitempty"`
 	// codes ready to be claimed
 	PoolDepth int64 `json:"pool_depth"`
+	// anti-fraud checks of the batch's claims: SMS challenge, whitelist, rate limits, risk rules,
+	// per-user limit across phones and devices
+	Protection Protection `json:"protection,omitzero"`
 	// how the batch's coupons are redeemed: refund policy, reservation timeout, order system, per-order
 	// limit
 	Redemption RedemptionOptions `json:"redemption,omitzero"`
@@ -220,6 +236,9 @@ type BatchSpec struct {
 	PerUserLimit int64 `json:"per_user_limit,omitempty"`
 	// percent taken off (percent type)
 	PercentOff int64 `json:"percent_off,omitempty"`
+	// anti-fraud checks of the batch's claims: SMS challenge, whitelist, rate limits, risk rules,
+	// per-user limit across phones and devices
+	Protection Protection `json:"protection,omitzero"`
 	// how the batch's coupons are redeemed: refund policy, reservation timeout, order system, per-order
 	// limit
 	Redemption RedemptionOptions `json:"redemption,omitzero"`
@@ -240,6 +259,32 @@ type BatchSpec struct {
 	Validity Validity `json:"validity"`
 }
 
+// BatchStatsView is the API's BatchStatsView schema.
+type BatchStatsView struct {
+	// the batch
+	BatchID string `json:"batch_id"`
+	// per channel
+	ByChannel []StatsBucket `json:"by_channel"`
+	// per UTC day, oldest first
+	ByDay []StatsBucket `json:"by_day"`
+	// per hour, oldest first
+	ByHour []StatsBucket `json:"by_hour"`
+	// per claim platform
+	ByPlatform []StatsBucket `json:"by_platform"`
+	// claimed / total quantity
+	ClaimRate float64 `json:"claim_rate"`
+	// codes generated
+	Generated int64 `json:"generated"`
+	// the batch's merchant
+	MerchantID string `json:"merchant_id,omitempty"`
+	// redeemed / claimed
+	RedemptionRate float64 `json:"redemption_rate"`
+	// coupons the batch holds
+	TotalQuantity int64 `json:"total_quantity"`
+	// every count, since the batch was published
+	Totals StatsCounts `json:"totals"`
+}
+
 // BatchStatusChanged is the data of a batch's status events.
 type BatchStatusChanged struct {
 	// when the status changed
@@ -256,6 +301,34 @@ type BatchStatusChanged struct {
 	Status string `json:"status"`
 	// codes in the batch
 	TotalQuantity int64 `json:"total_quantity"`
+}
+
+// BatchTotals is the API's BatchTotals schema.
+type BatchTotals struct {
+	// the batch
+	BatchID string `json:"batch_id"`
+	// coupons claimed (granted included)
+	Claimed int64 `json:"claimed"`
+	// face value of the coupons claimed
+	ClaimedAmount int64 `json:"claimed_amount"`
+	// discount given by the coupons redeemed
+	Discount int64 `json:"discount"`
+	// the part of the discount merchants bear
+	DiscountMerchant int64 `json:"discount_merchant"`
+	// the part of the discount the platform bears
+	DiscountPlatform int64 `json:"discount_platform"`
+	// coupons that expired unused
+	Expired int64 `json:"expired"`
+	// coupons used by confirmed redemptions
+	Redeemed int64 `json:"redeemed"`
+	// coupons whose order was refunded (given back or voided)
+	Refunded int64 `json:"refunded"`
+	// discount of the refunded coupons
+	RefundedDiscount int64 `json:"refunded_discount"`
+	// coupons released by cancelled orders
+	Released int64 `json:"released"`
+	// coupons locked to orders
+	Reserved int64 `json:"reserved"`
 }
 
 // Cart is what an order buys: its items and shipping fees.
@@ -280,6 +353,28 @@ type CartItem struct {
 	Quantity int64 `json:"quantity"`
 	// minor units
 	UnitPrice int64 `json:"unit_price"`
+}
+
+// ChallengeBody is a request for an SMS challenge.
+type ChallengeBody struct {
+	// the batch the user means to claim
+	BatchID string `json:"batch_id"`
+	// where the code goes: digits with an optional leading +
+	Phone string `json:"phone"`
+	// the user who will claim: the challenge solves that user's claim only
+	UserID string `json:"user_id"`
+}
+
+// ChallengeView is an SMS challenge sent.
+type ChallengeView struct {
+	// the batch the challenge is for
+	BatchID string `json:"batch_id"`
+	// the code works until then
+	ExpiresAt time.Time `json:"expires_at"`
+	// send it with the code in the claim, as sms_challenge_id
+	ID string `json:"id"`
+	// the phone may get another code from then on
+	ResendAfter time.Time `json:"resend_after"`
 }
 
 // Claim is a user's coupon: the binding of a user to one code of a batch, with the batch's
@@ -329,12 +424,22 @@ type Claim struct {
 
 // ClaimBody is a request for a coupon of a batch for a user.
 type ClaimBody struct {
+	// when the user's account was made (RFC 3339), for the account_age risk rule
+	AccountCreatedAt time.Time `json:"account_created_at,omitzero"`
+	// the user's device id, for lists, rate limits, risk rules and the per-user limit across devices
+	DeviceID string `json:"device_id,omitempty"`
+	// the user's IP address (not the calling server's), for lists, rate limits and risk rules
+	Ip string `json:"ip,omitempty"`
 	// the user's OpenID
 	OpenID string `json:"open_id,omitempty"`
 	// the user's phone number, digits with an optional leading +
 	Phone string `json:"phone,omitempty"`
 	// platform the claim comes from, e.g. ios, android, web
 	Platform string `json:"platform,omitempty"`
+	// id of an SMS challenge (POST /v1/sms/challenges) when the batch or its risk rules ask for one
+	SmsChallengeID string `json:"sms_challenge_id,omitempty"`
+	// the code of that challenge the user received
+	SmsCode string `json:"sms_code,omitempty"`
 	// the user the coupon is for
 	UserID string `json:"user_id"`
 }
@@ -429,6 +534,14 @@ type CodeFormat struct {
 	Prefix string `json:"prefix,omitempty"`
 }
 
+// CodeList is the API's CodeList schema.
+type CodeList struct {
+	// the page's codes, by code
+	Items []Code `json:"items"`
+	// pass as cursor for the next page; absent on the last page
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
 // CombinationBody is a combination of coupons with its discount.
 type CombinationBody struct {
 	// its coupons, in the order they apply
@@ -463,6 +576,28 @@ type DirectBody struct {
 	UserID string `json:"user_id,omitempty"`
 }
 
+// Entry is one identity on a black or white list.
+type Entry struct {
+	// when the entry was added
+	CreatedAt time.Time `json:"created_at"`
+	// what value names
+	Kind string `json:"kind"`
+	// why the entry is there, for operators
+	Reason string `json:"reason,omitempty"`
+	// when it last changed
+	UpdatedAt time.Time `json:"updated_at"`
+	// the user id, phone number, device id, or IP address or CIDR prefix
+	Value string `json:"value"`
+}
+
+// EntryList is one page of a list's entries.
+type EntryList struct {
+	// the page's entries, by kind then value
+	Items []Entry `json:"items"`
+	// pass as cursor for the next page; absent on the last page
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
 // ErrorDetail is one offending input of a request.
 type ErrorDetail struct {
 	// Where the error occurred, e.g. 'body.items[3].tags' or 'path.thing-id'
@@ -485,10 +620,152 @@ type Generation struct {
 	Mode string `json:"mode,omitempty"`
 }
 
+// GrantBody is a coupon the business grants to a user.
+type GrantBody struct {
+	// channel recorded on the claim; default grant
+	Channel string `json:"channel,omitempty"`
+	// the user's OpenID
+	OpenID string `json:"open_id,omitempty"`
+	// the user's phone number, digits with an optional leading +
+	Phone string `json:"phone,omitempty"`
+	// platform recorded on the claim
+	Platform string `json:"platform,omitempty"`
+	// the user the coupon is for
+	UserID string `json:"user_id"`
+}
+
 // HealthBody is the answer of /healthz.
 type HealthBody struct {
 	// always ok: the process is alive and serving HTTP
 	Status string `json:"status"`
+}
+
+// ImportLineError is one refused line of an import.
+type ImportLineError struct {
+	// blank, malformed, duplicate (of an earlier line), taken (by another batch), full (the batch holds
+	// its total)
+	Code string `json:"code"`
+	// line number in the file, from 1
+	Line int64 `json:"line"`
+	// why the line was refused
+	Reason string `json:"reason"`
+}
+
+// ImportResult is what an import did: lines read, codes added, lines found imported already, lines
+// refused.
+type ImportResult struct {
+	// the batch the codes went into
+	BatchID string `json:"batch_id"`
+	// the refused lines in order, at most 1000
+	Errors []ImportLineError `json:"errors"`
+	// more lines were refused than errors lists
+	ErrorsTruncated bool `json:"errors_truncated,omitempty"`
+	// lines whose code an earlier import of the same file added: nothing to do
+	Existing int64 `json:"existing"`
+	// codes the batch holds after the import
+	GeneratedCount int64 `json:"generated_count"`
+	// codes added to the batch
+	Imported int64 `json:"imported"`
+	// lines read, a header line included
+	Lines int64 `json:"lines"`
+	// lines refused; the first 1000 are in errors
+	Rejected int64 `json:"rejected"`
+}
+
+// IssuedKeyBody is an API key with its secret, shown once.
+type IssuedKeyBody struct {
+	// when the key was made
+	CreatedAt time.Time `json:"created_at"`
+	// the key's id, also its Credential in signatures
+	ID string `json:"id"`
+	// the merchant a merchant key acts for
+	MerchantID string `json:"merchant_id,omitempty"`
+	// what the key is for
+	Name string `json:"name,omitempty"`
+	// until when the secret before the last rotation still works
+	PreviousExpiresAt time.Time `json:"previous_expires_at,omitzero"`
+	// set once the key is revoked: it authenticates nothing since
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// what the key may do
+	Role string `json:"role"`
+	// when its secret last changed
+	RotatedAt time.Time `json:"rotated_at,omitzero"`
+	// the key's secret: sign requests with it (docs/access.md). Shown once; only its hash is stored
+	Secret string `json:"secret"`
+	// the bearer token of the key, id.secret (app keys sign instead)
+	Token string `json:"token"`
+}
+
+// JobFailure is a user a job could not grant the batch to.
+type JobFailure struct {
+	// the problem code of the refusal, e.g. limit_reached, sold_out
+	Code string `json:"code"`
+	// line of the list
+	Line int64 `json:"line"`
+	// why the grant was refused
+	Reason string `json:"reason"`
+	// the user on that line
+	UserID string `json:"user_id"`
+}
+
+// JobView is a bulk grant job and its progress.
+type JobView struct {
+	// the batch granted
+	BatchID string `json:"batch_id"`
+	// the channel recorded on the claims
+	Channel string `json:"channel"`
+	// when the job was created
+	CreatedAt time.Time `json:"created_at"`
+	// users granted a coupon
+	Done int64 `json:"done"`
+	// users who could not be granted one; see failures
+	Failed int64 `json:"failed"`
+	// one page of the users who could not be granted, in line order
+	Failures []JobFailure `json:"failures"`
+	// when the job was done
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// the job id
+	ID string `json:"id"`
+	// what the job does: grant, a bulk grant of a batch
+	Kind string `json:"kind"`
+	// pass as failures_after for the next page of failures; absent on the last page
+	NextFailuresAfter int64 `json:"next_failures_after,omitempty"`
+	// users not yet processed
+	Remaining int64 `json:"remaining"`
+	// uploading: the list is being received; pending: queued or running; done
+	Status string `json:"status"`
+	// users in the list
+	Total int64 `json:"total"`
+	// when the job last advanced
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// KeyBody is an API key, without its secret.
+type KeyBody struct {
+	// when the key was made
+	CreatedAt time.Time `json:"created_at"`
+	// the key's id, also its Credential in signatures
+	ID string `json:"id"`
+	// the merchant a merchant key acts for
+	MerchantID string `json:"merchant_id,omitempty"`
+	// what the key is for
+	Name string `json:"name,omitempty"`
+	// until when the secret before the last rotation still works
+	PreviousExpiresAt time.Time `json:"previous_expires_at,omitzero"`
+	// set once the key is revoked: it authenticates nothing since
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// what the key may do
+	Role string `json:"role"`
+	// when its secret last changed
+	RotatedAt time.Time `json:"rotated_at,omitzero"`
+}
+
+// KeyList is one page of API keys.
+type KeyList struct {
+	// the page's keys, in creation order
+	Items []KeyBody `json:"items"`
+	// pass as cursor for the next page; absent on the last page
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // Line is the part of a coupon's discount that falls on one cart item or shipping fee.
@@ -503,6 +780,54 @@ type Line struct {
 	Kind string `json:"kind"`
 	// whose shipping fee (kind shipping); empty: the order's
 	MerchantID string `json:"merchant_id,omitempty"`
+}
+
+// ListChangeBody is what a change of a list did.
+type ListChangeBody struct {
+	// entries added or updated
+	Added int64 `json:"added,omitempty"`
+	// entries that were on the list and are no more
+	Removed int64 `json:"removed,omitempty"`
+}
+
+// ListEntriesBody is entries to add to a black or white list, or to remove from it.
+type ListEntriesBody struct {
+	// at most 10,000 a call: a list of millions is loaded in several calls
+	Entries []ListEntryBody `json:"entries"`
+}
+
+// ListEntryBody is one identity on a list.
+type ListEntryBody struct {
+	// what value names
+	Kind string `json:"kind"`
+	// why, for operators (ignored when removing)
+	Reason string `json:"reason,omitempty"`
+	// a user id, a phone number (digits, optional leading +), a device id, or an IP address or CIDR
+	// prefix such as 203.0.113.0/24
+	Value string `json:"value"`
+}
+
+// MerchantStatsView is the API's MerchantStatsView schema.
+type MerchantStatsView struct {
+	// each batch with statistics, by id
+	Batches []BatchTotals `json:"batches"`
+	// the merchant
+	MerchantID string `json:"merchant_id"`
+	// redeemed / claimed
+	RedemptionRate float64 `json:"redemption_rate"`
+	// the sum of its batches' counts
+	Totals StatsCounts `json:"totals"`
+}
+
+// NewKeyBody is a request for an API key.
+type NewKeyBody struct {
+	// required for, and only for, the merchant role
+	MerchantID string `json:"merchant_id,omitempty"`
+	// what the key is for
+	Name string `json:"name,omitempty"`
+	// admin: everything; operator: batches across merchants; merchant: its own merchant's batches,
+	// claims and stats; app: client-facing calls, signed
+	Role string `json:"role"`
 }
 
 // Problem is an RFC 9457 problem document: every error of the API is one, served as
@@ -524,6 +849,38 @@ type Problem struct {
 	Type string `json:"type,omitempty"`
 }
 
+// ProductTagItem is the API's ProductTagItem schema.
+type ProductTagItem struct {
+	// the id as asked
+	ID string `json:"id"`
+	// one per claimable batch naming it: batch_id, name, merchant_id, type, amount, min_spend,
+	// percent_off, ad_copy, claim_end; empty when none
+	Tags []any `json:"tags"`
+}
+
+// ProductTags is the API's ProductTags schema.
+type ProductTags struct {
+	// one per id asked, in the order asked
+	Items []ProductTagItem `json:"items"`
+}
+
+// Protection is the anti-fraud checks of a batch's claims.
+type Protection struct {
+	// identities the per-user limit also counts across user ids: phone, device. A phone or device that
+	// reached the limit under any user id is refused limit_reached
+	CountAcross []string `json:"count_across,omitempty"`
+	// claim attempts admitted per user, device, IP and for the whole batch
+	RateLimits RateLimits `json:"rate_limits,omitzero"`
+	// every claim must carry a solved SMS challenge (POST /v1/sms/challenges) for the claiming user's
+	// phone
+	RequireSms bool `json:"require_sms,omitempty"`
+	// name of the risk rule set applied to claims (PUT /v1/risk/rule-sets/{name}); empty: none
+	RiskRules string `json:"risk_rules,omitempty"`
+	// only identities on the batch's whitelist (or the global one) may claim: the user id, phone,
+	// device or IP of the claim
+	WhitelistOnly bool `json:"whitelist_only,omitempty"`
+}
+
 // QualificationBody is the user's coupons on a cart, and the best combination.
 type QualificationBody struct {
 	// the combination that takes off the most while respecting every stacking rule and limit; null when
@@ -543,6 +900,28 @@ type QualifyBody struct {
 	Platform string `json:"platform,omitempty"`
 	// the user whose coupons to consider
 	UserID string `json:"user_id"`
+}
+
+// RateLimit is a rate limit: rate events per period on average, burst at once.
+type RateLimit struct {
+	// events admitted at once; default rate
+	Burst int64 `json:"burst,omitempty"`
+	// length of the period in seconds; default 1
+	PeriodSeconds int64 `json:"period_seconds,omitempty"`
+	// events per period
+	Rate int64 `json:"rate"`
+}
+
+// RateLimits is a batch's rate limits of claim attempts.
+type RateLimits struct {
+	// ceiling of claim attempts for the whole batch (a hot batch's claims per second)
+	Batch RateLimit `json:"batch,omitzero"`
+	// claim attempts per device id
+	Device RateLimit `json:"device,omitzero"`
+	// claim attempts per IP address
+	Ip RateLimit `json:"ip,omitzero"`
+	// claim attempts per user id
+	User RateLimit `json:"user,omitzero"`
 }
 
 // Readiness is the answer of /readyz.
@@ -683,6 +1062,40 @@ type RefundItem struct {
 	Quantity int64 `json:"quantity"`
 }
 
+// Refusal is one refused request, recorded for operators.
+type Refusal struct {
+	// when the request was refused
+	At time.Time `json:"at"`
+	// the batch claimed
+	BatchID string `json:"batch_id,omitempty"`
+	// the problem code the request got
+	Code string `json:"code"`
+	// the claim's device
+	DeviceID string `json:"device_id,omitempty"`
+	// the refusal's id
+	ID int64 `json:"id"`
+	// the claim's IP address
+	Ip string `json:"ip,omitempty"`
+	// the API key of the request
+	KeyID string `json:"key_id,omitempty"`
+	// the batch's merchant
+	MerchantID string `json:"merchant_id,omitempty"`
+	// masked but for its last 4 digits
+	Phone string `json:"phone,omitempty"`
+	// why, in words: the list, limit or rule that refused
+	Reason string `json:"reason"`
+	// the claiming user
+	UserID string `json:"user_id,omitempty"`
+}
+
+// RefusalList is one page of refused requests.
+type RefusalList struct {
+	// the page's refusals, newest first
+	Items []Refusal `json:"items"`
+	// pass as cursor for the next page; absent on the last page
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
 // ReserveBody is a reservation of coupons for an order.
 type ReserveBody struct {
 	// the order's items and shipping fees
@@ -717,6 +1130,41 @@ type Review struct {
 	Since time.Time `json:"since"`
 }
 
+// RiskRule is one risk rule: a signal, its threshold and the action when it fires.
+type RiskRule struct {
+	// counters: fire when the count in the window is above this
+	Above int64 `json:"above,omitempty"`
+	// challenge: the claim needs a solved SMS challenge; deny: refused risk_denied
+	Action string `json:"action"`
+	// account_age: fire when the account is younger than this many seconds
+	BelowSeconds int64 `json:"below_seconds,omitempty"`
+	// what the rule looks at
+	Signal string `json:"signal"`
+	// counters: the sliding window in seconds
+	WindowSeconds int64 `json:"window_seconds,omitempty"`
+}
+
+// RiskRuleSet is a named risk rule set that batches refer to.
+type RiskRuleSet struct {
+	// when it was made
+	CreatedAt time.Time `json:"created_at"`
+	// also ask the external risk service (COUPOND_RISK_URL) and take the heavier verdict
+	External bool `json:"external,omitempty"`
+	// the rule set's name
+	Name string `json:"name"`
+	// each fires on its signal's threshold with its action; the heaviest action of those that fire wins
+	// (deny over challenge)
+	Rules []RiskRule `json:"rules"`
+	// when it last changed
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// RotateKeyBody is a rotation of an API key's secret.
+type RotateKeyBody struct {
+	// how long the previous secret keeps working; 0: it stops at once
+	GraceSeconds int64 `json:"grace_seconds,omitempty"`
+}
+
 // Rule is one redemption rule of a batch: scope, combination, cost share, usage node or deduction.
 type Rule struct {
 	// the id of what the rule refers to
@@ -728,6 +1176,21 @@ type Rule struct {
 	UseType string `json:"use_type"`
 	// cost share in basis points (bear rules)
 	Value int64 `json:"value,omitempty"`
+}
+
+// RuleSetBody is the rules of a risk rule set.
+type RuleSetBody struct {
+	// also ask the external risk service (COUPOND_RISK_URL) and take the heavier verdict
+	External bool `json:"external,omitempty"`
+	// each fires on its signal's threshold with its action; the heaviest action of those that fire wins
+	// (deny over challenge)
+	Rules []RiskRule `json:"rules"`
+}
+
+// RuleSetList is every risk rule set.
+type RuleSetList struct {
+	// every rule set, by name
+	Items []RiskRuleSet `json:"items"`
 }
 
 // SetSwitchBody is a request to turn a switch on or off.
@@ -742,6 +1205,64 @@ type ShippingFee struct {
 	Amount int64 `json:"amount"`
 	// the merchant shipping; empty: the order's shipping
 	MerchantID string `json:"merchant_id,omitempty"`
+}
+
+// StatsBucket is the API's StatsBucket schema.
+type StatsBucket struct {
+	// claimed in this bucket / the batch's total quantity
+	ClaimRate float64 `json:"claim_rate"`
+	// coupons claimed (granted included)
+	Claimed int64 `json:"claimed"`
+	// face value of the coupons claimed
+	ClaimedAmount int64 `json:"claimed_amount"`
+	// discount given by the coupons redeemed
+	Discount int64 `json:"discount"`
+	// the part of the discount merchants bear
+	DiscountMerchant int64 `json:"discount_merchant"`
+	// the part of the discount the platform bears
+	DiscountPlatform int64 `json:"discount_platform"`
+	// coupons that expired unused
+	Expired int64 `json:"expired"`
+	// the day (YYYY-MM-DD), hour (RFC 3339), platform or channel; empty: none recorded
+	Key string `json:"key"`
+	// coupons used by confirmed redemptions
+	Redeemed int64 `json:"redeemed"`
+	// redeemed / claimed in this bucket
+	RedemptionRate float64 `json:"redemption_rate"`
+	// coupons whose order was refunded (given back or voided)
+	Refunded int64 `json:"refunded"`
+	// discount of the refunded coupons
+	RefundedDiscount int64 `json:"refunded_discount"`
+	// coupons released by cancelled orders
+	Released int64 `json:"released"`
+	// coupons locked to orders
+	Reserved int64 `json:"reserved"`
+}
+
+// StatsCounts is the API's StatsCounts schema.
+type StatsCounts struct {
+	// coupons claimed (granted included)
+	Claimed int64 `json:"claimed"`
+	// face value of the coupons claimed
+	ClaimedAmount int64 `json:"claimed_amount"`
+	// discount given by the coupons redeemed
+	Discount int64 `json:"discount"`
+	// the part of the discount merchants bear
+	DiscountMerchant int64 `json:"discount_merchant"`
+	// the part of the discount the platform bears
+	DiscountPlatform int64 `json:"discount_platform"`
+	// coupons that expired unused
+	Expired int64 `json:"expired"`
+	// coupons used by confirmed redemptions
+	Redeemed int64 `json:"redeemed"`
+	// coupons whose order was refunded (given back or voided)
+	Refunded int64 `json:"refunded"`
+	// discount of the refunded coupons
+	RefundedDiscount int64 `json:"refunded_discount"`
+	// coupons released by cancelled orders
+	Released int64 `json:"released"`
+	// coupons locked to orders
+	Reserved int64 `json:"reserved"`
 }
 
 // SwitchBody is a run-time switch of non-essential work.
@@ -908,8 +1429,11 @@ type ClaimParams struct {
 // Claim calls POST /v1/batches/{id}/claims: Claim a coupon.
 //
 // Hands one code of the batch to the user. The answer comes after the claim is durably stored.
-// Refusals: `sold_out`, `limit_reached`, `not_claimable` (window, status or platform), `not_found`.
-// With an `Idempotency-Key`, a retry returns the same claim and never makes a second one.
+// Refusals: `sold_out`, `limit_reached`, `not_claimable` (window, status or platform), `not_found`;
+// and the anti-fraud checks: `blocked`, `not_whitelisted`, `rate_limited` (with Retry-After),
+// `sms_required`, `sms_invalid`, `risk_denied`, and for signed requests `bad_signature`,
+// `replayed`. With an `Idempotency-Key`, a retry returns the same claim and never makes a second
+// one.
 //
 // Allowed roles: admin, app.
 func (c *Client) Claim(ctx context.Context, id string, params *ClaimParams, body *ClaimBody) (*ClaimResult, error) {
@@ -940,6 +1464,181 @@ func (c *Client) EndBatch(ctx context.Context, id string) (*BatchBody, error) {
 	header := http.Header{}
 	var out BatchBody
 	if _, err := c.do(ctx, "POST", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CreateGrantJobParams are the optional parameters of CreateGrantJob.
+type CreateGrantJobParams struct {
+	// channel recorded on the claims; default grant_job
+	Channel string
+}
+
+// CreateGrantJob calls POST /v1/batches/{id}/grant-jobs: Grant a coupon to each user of a list.
+//
+// Stores the list (one user id a line, read as a stream; a first line `user_id` is a header, blank
+// lines are skipped) and queues a job that grants the batch to each user, once per line, through
+// the claim path. The answer comes when the list is stored; follow the job at `GET /v1/jobs/{id}`.
+// A job survives restarts: after a crash another instance resumes it, and no user is granted twice
+// for one line.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) CreateGrantJob(ctx context.Context, id string, params *CreateGrantJobParams) (*JobView, error) {
+	path := "/v1/batches/" + url.PathEscape(id) + "/grant-jobs"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.Channel != "" {
+			query.Set("channel", params.Channel)
+		}
+	}
+	var out JobView
+	if _, err := c.do(ctx, "POST", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GrantResult is the answer of Grant with its headers.
+type GrantResult struct {
+	Body *Claim
+	// "true" when this is the stored answer to an earlier request with the same Idempotency-Key; absent
+	// otherwise
+	IdempotentReplayed string
+}
+
+// GrantParams are the optional parameters of Grant.
+type GrantParams struct {
+	// makes retries safe: 1 to 128 printable ASCII characters; required
+	IdempotencyKey string
+}
+
+// Grant calls POST /v1/batches/{id}/grants: Grant a coupon to a user.
+//
+// The business hands the user one coupon of the batch (server to server), through the same claim
+// path as a user's claim: the total, the per-user limit and the lists hold; the user-facing checks
+// (SMS, device and IP rate limits, risk rules) do not apply. The `Idempotency-Key` is required: a
+// retry returns the same claim with `Idempotent-Replayed: true` and never grants twice. The claim
+// records the channel (default `grant`).
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) Grant(ctx context.Context, id string, params *GrantParams, body *GrantBody) (*GrantResult, error) {
+	path := "/v1/batches/" + url.PathEscape(id) + "/grants"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.IdempotencyKey != "" {
+			header.Set("Idempotency-Key", params.IdempotencyKey)
+		}
+	}
+	var out Claim
+	h, err := c.do(ctx, "POST", path, query, header, body, &out)
+	if err != nil {
+		return nil, err
+	}
+	return &GrantResult{Body: &out, IdempotentReplayed: h.Get("Idempotent-Replayed")}, nil
+}
+
+// ImportCodes calls POST /v1/batches/{id}/imports: Import a partner's codes.
+//
+// Adds the codes of a CSV file to a batch whose `source` is `external`, read as a stream: one code
+// a line, `code[,amount][,key=value…]` — the amount in minor units (default: the batch's
+// amount), then the code's custom tags. A first line starting with `code` is a header. Codes are
+// kept as given: 1 to 64 letters, digits, `-`, `_`, `.`. Each refused line is reported by number
+// with a reason (`blank`, `malformed`, `duplicate` of an earlier line, `taken` by another batch,
+// `full`: the batch holds its total); the good lines are kept. Running the same file again adds
+// nothing: its lines count as `existing`. Codes imported into a live batch are in its pool at once;
+// into a draft, at publication.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) ImportCodes(ctx context.Context, id string) (*ImportResult, error) {
+	path := "/v1/batches/" + url.PathEscape(id) + "/imports"
+	query := url.Values{}
+	header := http.Header{}
+	var out ImportResult
+	if _, err := c.do(ctx, "POST", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListBatchListEntriesParams are the optional parameters of ListBatchListEntries.
+type ListBatchListEntriesParams struct {
+	// only entries of this kind
+	Kind string
+	// most items on the page
+	Limit int64
+	// next_cursor of the previous page
+	Cursor string
+}
+
+// ListBatchListEntries calls GET /v1/batches/{id}/lists/{list}/entries: List the entries of a
+// batch's black or white list.
+//
+// A batch's own lists apply to its claims, with the global ones. A merchant manages its own
+// batches' lists. Ordered by kind, then value; keyset-paginated.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) ListBatchListEntries(ctx context.Context, id string, list string, params *ListBatchListEntriesParams) (*EntryList, error) {
+	path := "/v1/batches/" + url.PathEscape(id) + "/lists/" + url.PathEscape(list) + "/entries"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.Kind != "" {
+			query.Set("kind", params.Kind)
+		}
+		if params.Limit != 0 {
+			query.Set("limit", strconv.FormatInt(params.Limit, 10))
+		}
+		if params.Cursor != "" {
+			query.Set("cursor", params.Cursor)
+		}
+	}
+	var out EntryList
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AddBatchListEntries calls POST /v1/batches/{id}/lists/{list}/entries: Add entries to a batch's
+// black or white list.
+//
+// A batch's own lists apply to its claims, with the global ones. A merchant manages its own
+// batches' lists. Adding an entry that is there updates its reason. The instance that takes the
+// call applies it at once; the others within COUPOND_LIST_SYNC (1s by default). Lookups on the
+// claim path read each instance's replica in memory, so a list of millions of entries costs the
+// claim path no round trip.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) AddBatchListEntries(ctx context.Context, id string, list string, body *ListEntriesBody) (*ListChangeBody, error) {
+	path := "/v1/batches/" + url.PathEscape(id) + "/lists/" + url.PathEscape(list) + "/entries"
+	query := url.Values{}
+	header := http.Header{}
+	var out ListChangeBody
+	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RemoveBatchListEntries calls POST /v1/batches/{id}/lists/{list}/entries/remove: Remove entries
+// from a batch's black or white list.
+//
+// A batch's own lists apply to its claims, with the global ones. A merchant manages its own
+// batches' lists. Entries that are not there are ignored. The instance that takes the call applies
+// it at once; the others within COUPOND_LIST_SYNC (1s by default). Lookups on the claim path read
+// each instance's replica in memory, so a list of millions of entries costs the claim path no round
+// trip.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) RemoveBatchListEntries(ctx context.Context, id string, list string, body *ListEntriesBody) (*ListChangeBody, error) {
+	path := "/v1/batches/" + url.PathEscape(id) + "/lists/" + url.PathEscape(list) + "/entries/remove"
+	query := url.Values{}
+	header := http.Header{}
+	var out ListChangeBody
+	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -994,6 +1693,24 @@ func (c *Client) ResumeBatch(ctx context.Context, id string) (*BatchBody, error)
 	return &out, nil
 }
 
+// BatchStats calls GET /v1/batches/{id}/stats: Statistics of a batch.
+//
+// Claimed, redeemed, expired and refunded coupons, the discount given by cost bearer, claim and
+// redemption rates: in total and per day, hour, platform and channel. Counted from the event
+// stream, live within about a second.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) BatchStats(ctx context.Context, id string) (*BatchStatsView, error) {
+	path := "/v1/batches/" + url.PathEscape(id) + "/stats"
+	query := url.Values{}
+	header := http.Header{}
+	var out BatchStatsView
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // GetClaim calls GET /v1/claims/{id}: Get a claim.
 //
 // One claim, with its status as of now: an available coupon past valid_to reads as expired.
@@ -1021,6 +1738,231 @@ func (c *Client) GetCode(ctx context.Context, code string) (*Code, error) {
 	query := url.Values{}
 	header := http.Header{}
 	var out Code
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetJobParams are the optional parameters of GetJob.
+type GetJobParams struct {
+	// list failures after this line (next_failures_after of the previous page)
+	FailuresAfter int64
+	// most failures listed
+	Limit int64
+}
+
+// GetJob calls GET /v1/jobs/{id}: Follow a job.
+//
+// A bulk grant job's progress: users done, failed (with one page of failures and their reasons) and
+// remaining. Page through the failures with `failures_after`.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) GetJob(ctx context.Context, id string, params *GetJobParams) (*JobView, error) {
+	path := "/v1/jobs/" + url.PathEscape(id)
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.FailuresAfter != 0 {
+			query.Set("failures_after", strconv.FormatInt(params.FailuresAfter, 10))
+		}
+		if params.Limit != 0 {
+			query.Set("limit", strconv.FormatInt(params.Limit, 10))
+		}
+	}
+	var out JobView
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListKeysParams are the optional parameters of ListKeys.
+type ListKeysParams struct {
+	// most items on the page
+	Limit int64
+	// next_cursor of the previous page
+	Cursor string
+}
+
+// ListKeys calls GET /v1/keys: List API keys.
+//
+// In id order (creation order), revoked ones included; keyset-paginated.
+//
+// Allowed roles: admin.
+func (c *Client) ListKeys(ctx context.Context, params *ListKeysParams) (*KeyList, error) {
+	path := "/v1/keys"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.Limit != 0 {
+			query.Set("limit", strconv.FormatInt(params.Limit, 10))
+		}
+		if params.Cursor != "" {
+			query.Set("cursor", params.Cursor)
+		}
+	}
+	var out KeyList
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CreateKey calls POST /v1/keys: Create an API key.
+//
+// Makes a key with a role. Its secret is in the answer, once: the server keeps only its hash.
+//
+// Allowed roles: admin.
+func (c *Client) CreateKey(ctx context.Context, body *NewKeyBody) (*IssuedKeyBody, error) {
+	path := "/v1/keys"
+	query := url.Values{}
+	header := http.Header{}
+	var out IssuedKeyBody
+	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetKey calls GET /v1/keys/{id}: Get an API key.
+//
+// Allowed roles: admin.
+func (c *Client) GetKey(ctx context.Context, id string) (*KeyBody, error) {
+	path := "/v1/keys/" + url.PathEscape(id)
+	query := url.Values{}
+	header := http.Header{}
+	var out KeyBody
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RevokeKey calls POST /v1/keys/{id}/revoke: Revoke an API key.
+//
+// The key stops working at once on the instance that revokes it, and on the others within a few
+// seconds (COUPOND_KEY_CACHE_TTL). Revoking a revoked key changes nothing.
+//
+// Allowed roles: admin.
+func (c *Client) RevokeKey(ctx context.Context, id string) (*KeyBody, error) {
+	path := "/v1/keys/" + url.PathEscape(id) + "/revoke"
+	query := url.Values{}
+	header := http.Header{}
+	var out KeyBody
+	if _, err := c.do(ctx, "POST", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RotateKey calls POST /v1/keys/{id}/rotate: Rotate an API key's secret.
+//
+// Gives the key a new secret, in the answer once. The previous secret keeps working for
+// grace_seconds, so clients can switch without downtime. A revoked key cannot be rotated
+// (conflict).
+//
+// Allowed roles: admin.
+func (c *Client) RotateKey(ctx context.Context, id string, body *RotateKeyBody) (*IssuedKeyBody, error) {
+	path := "/v1/keys/" + url.PathEscape(id) + "/rotate"
+	query := url.Values{}
+	header := http.Header{}
+	var out IssuedKeyBody
+	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListListEntriesParams are the optional parameters of ListListEntries.
+type ListListEntriesParams struct {
+	// only entries of this kind
+	Kind string
+	// most items on the page
+	Limit int64
+	// next_cursor of the previous page
+	Cursor string
+}
+
+// ListListEntries calls GET /v1/lists/{list}/entries: List the entries of a global black or white
+// list.
+//
+// The global lists apply to every batch. Managed by admins and operators. Ordered by kind, then
+// value; keyset-paginated.
+//
+// Allowed roles: admin, operator.
+func (c *Client) ListListEntries(ctx context.Context, list string, params *ListListEntriesParams) (*EntryList, error) {
+	path := "/v1/lists/" + url.PathEscape(list) + "/entries"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.Kind != "" {
+			query.Set("kind", params.Kind)
+		}
+		if params.Limit != 0 {
+			query.Set("limit", strconv.FormatInt(params.Limit, 10))
+		}
+		if params.Cursor != "" {
+			query.Set("cursor", params.Cursor)
+		}
+	}
+	var out EntryList
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AddListEntries calls POST /v1/lists/{list}/entries: Add entries to a global black or white list.
+//
+// The global lists apply to every batch. Managed by admins and operators. Adding an entry that is
+// there updates its reason. The instance that takes the call applies it at once; the others within
+// COUPOND_LIST_SYNC (1s by default). Lookups on the claim path read each instance's replica in
+// memory, so a list of millions of entries costs the claim path no round trip.
+//
+// Allowed roles: admin, operator.
+func (c *Client) AddListEntries(ctx context.Context, list string, body *ListEntriesBody) (*ListChangeBody, error) {
+	path := "/v1/lists/" + url.PathEscape(list) + "/entries"
+	query := url.Values{}
+	header := http.Header{}
+	var out ListChangeBody
+	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RemoveListEntries calls POST /v1/lists/{list}/entries/remove: Remove entries from a global black
+// or white list.
+//
+// The global lists apply to every batch. Managed by admins and operators. Entries that are not
+// there are ignored. The instance that takes the call applies it at once; the others within
+// COUPOND_LIST_SYNC (1s by default). Lookups on the claim path read each instance's replica in
+// memory, so a list of millions of entries costs the claim path no round trip.
+//
+// Allowed roles: admin, operator.
+func (c *Client) RemoveListEntries(ctx context.Context, list string, body *ListEntriesBody) (*ListChangeBody, error) {
+	path := "/v1/lists/" + url.PathEscape(list) + "/entries/remove"
+	query := url.Values{}
+	header := http.Header{}
+	var out ListChangeBody
+	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// MerchantStats calls GET /v1/merchants/{merchant_id}/stats: Statistics of a merchant.
+//
+// The totals of every batch of the merchant, and their sum. A merchant credential sees its own
+// merchant only.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) MerchantStats(ctx context.Context, merchantID string) (*MerchantStatsView, error) {
+	path := "/v1/merchants/" + url.PathEscape(merchantID) + "/stats"
+	query := url.Values{}
+	header := http.Header{}
+	var out MerchantStatsView
 	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
 		return nil, err
 	}
@@ -1131,6 +2073,35 @@ func (c *Client) RefundOrderRedemption(ctx context.Context, orderID string, body
 	header := http.Header{}
 	var out Redemption
 	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ProductTagsParams are the optional parameters of ProductTags.
+type ProductTagsParams struct {
+	// comma-separated product ids (or category:<id>, merchant:<id>), at most 100
+	Ids string
+}
+
+// ProductTags calls GET /v1/products/tags: Coupon badges of products.
+//
+// For up to 100 products in one call, the batches whose coupons can be claimed now and whose rules
+// include the product (or, with ids `category:<id>` and `merchant:<id>`, the category or merchant).
+// Answered from the engine. Changes are published as `product.tags_changed`.
+//
+// Allowed roles: admin, operator, merchant, app.
+func (c *Client) ProductTags(ctx context.Context, params *ProductTagsParams) (*ProductTags, error) {
+	path := "/v1/products/tags"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.Ids != "" {
+			query.Set("ids", params.Ids)
+		}
+	}
+	var out ProductTags
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -1280,6 +2251,56 @@ func (c *Client) RefundRedemption(ctx context.Context, id string, body *RefundBo
 	return &out, nil
 }
 
+// ListRefusalsParams are the optional parameters of ListRefusals.
+type ListRefusalsParams struct {
+	// only this batch's
+	BatchID string
+	// only this user's
+	UserID string
+	// only refusals with this code
+	Code string
+	// most items on the page
+	Limit int64
+	// next_cursor of the previous page
+	Cursor string
+}
+
+// ListRefusals calls GET /v1/refusals: List refused requests.
+//
+// Every anti-fraud refusal — blocked, not_whitelisted, rate_limited, sms_required, sms_invalid,
+// risk_denied, bad_signature, replayed — with its reason, newest first; keyset-paginated. A
+// merchant sees its own batches' refusals. Refusals are recorded asynchronously (a moment late),
+// and dropped when a flood outruns the store (counted in coupond_refusals_dropped_total).
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) ListRefusals(ctx context.Context, params *ListRefusalsParams) (*RefusalList, error) {
+	path := "/v1/refusals"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.BatchID != "" {
+			query.Set("batch_id", params.BatchID)
+		}
+		if params.UserID != "" {
+			query.Set("user_id", params.UserID)
+		}
+		if params.Code != "" {
+			query.Set("code", params.Code)
+		}
+		if params.Limit != 0 {
+			query.Set("limit", strconv.FormatInt(params.Limit, 10))
+		}
+		if params.Cursor != "" {
+			query.Set("cursor", params.Cursor)
+		}
+	}
+	var out RefusalList
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // ListReviewsParams are the optional parameters of ListReviews.
 type ListReviewsParams struct {
 	// most items on the page
@@ -1324,6 +2345,399 @@ func (c *Client) ResolveReview(ctx context.Context, id string, body *ResolveBody
 	header := http.Header{}
 	var out Redemption
 	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListRiskRuleSets calls GET /v1/risk/rule-sets: List the risk rule sets.
+//
+// Allowed roles: admin, operator.
+func (c *Client) ListRiskRuleSets(ctx context.Context) (*RuleSetList, error) {
+	path := "/v1/risk/rule-sets"
+	query := url.Values{}
+	header := http.Header{}
+	var out RuleSetList
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetRiskRuleSet calls GET /v1/risk/rule-sets/{name}: Get a risk rule set.
+//
+// Allowed roles: admin, operator.
+func (c *Client) GetRiskRuleSet(ctx context.Context, name string) (*RiskRuleSet, error) {
+	path := "/v1/risk/rule-sets/" + url.PathEscape(name)
+	query := url.Values{}
+	header := http.Header{}
+	var out RiskRuleSet
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PutRiskRuleSet calls PUT /v1/risk/rule-sets/{name}: Create or replace a risk rule set.
+//
+// Batches name a rule set in protection.risk_rules. Signals: device_users, ip_users (distinct user
+// ids seen claiming from the device or IP within window_seconds, across batches), device_claims,
+// ip_claims (claim attempts), account_age (below_seconds; from the claim's account_created_at,
+// unknown counting as new), no_device. Actions: challenge (the claim needs a solved SMS challenge:
+// sms_required) and deny (risk_denied). Identities on the global whitelist are exempt. The instance
+// that takes the call applies it at once, the others within a few seconds.
+//
+// Allowed roles: admin, operator.
+func (c *Client) PutRiskRuleSet(ctx context.Context, name string, body *RuleSetBody) (*RiskRuleSet, error) {
+	path := "/v1/risk/rule-sets/" + url.PathEscape(name)
+	query := url.Values{}
+	header := http.Header{}
+	var out RiskRuleSet
+	if _, err := c.do(ctx, "PUT", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteRiskRuleSet calls DELETE /v1/risk/rule-sets/{name}: Delete a risk rule set.
+//
+// Batches that name it are judged by no rules afterwards (a warning is logged at their claims).
+//
+// Allowed roles: admin, operator.
+func (c *Client) DeleteRiskRuleSet(ctx context.Context, name string) error {
+	path := "/v1/risk/rule-sets/" + url.PathEscape(name)
+	query := url.Values{}
+	header := http.Header{}
+	_, err := c.do(ctx, "DELETE", path, query, header, nil, nil)
+	return err
+}
+
+// SearchClaimsParams are the optional parameters of SearchClaims.
+type SearchClaimsParams struct {
+	// claims of this batch
+	BatchID string
+	// claims of this merchant's batches (a merchant credential sees its own only)
+	MerchantID string
+	// claims of this user
+	UserID string
+	// claims made with this phone number
+	Phone string
+	// the claim of this code
+	Code string
+	// claims of this channel
+	Channel string
+	// claims in this status (as of now)
+	Status string
+	// claimed at or after (RFC 3339)
+	ClaimedFrom string
+	// claimed before (RFC 3339)
+	ClaimedTo string
+	// validity ending at or after (RFC 3339)
+	ValidToFrom string
+	// validity ending before (RFC 3339)
+	ValidToTo string
+	// most items on the page
+	Limit int64
+	// next_cursor of the previous page
+	Cursor string
+}
+
+// SearchClaims calls GET /v1/search/claims: Search claims.
+//
+// Claims matching every filter given, newest first, keyset-paginated. Each filter is served by an
+// index, at any table size; reads the replica where one is configured (a change of the last moments
+// may be missing).
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) SearchClaims(ctx context.Context, params *SearchClaimsParams) (*ClaimList, error) {
+	path := "/v1/search/claims"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.BatchID != "" {
+			query.Set("batch_id", params.BatchID)
+		}
+		if params.MerchantID != "" {
+			query.Set("merchant_id", params.MerchantID)
+		}
+		if params.UserID != "" {
+			query.Set("user_id", params.UserID)
+		}
+		if params.Phone != "" {
+			query.Set("phone", params.Phone)
+		}
+		if params.Code != "" {
+			query.Set("code", params.Code)
+		}
+		if params.Channel != "" {
+			query.Set("channel", params.Channel)
+		}
+		if params.Status != "" {
+			query.Set("status", params.Status)
+		}
+		if params.ClaimedFrom != "" {
+			query.Set("claimed_from", params.ClaimedFrom)
+		}
+		if params.ClaimedTo != "" {
+			query.Set("claimed_to", params.ClaimedTo)
+		}
+		if params.ValidToFrom != "" {
+			query.Set("valid_to_from", params.ValidToFrom)
+		}
+		if params.ValidToTo != "" {
+			query.Set("valid_to_to", params.ValidToTo)
+		}
+		if params.Limit != 0 {
+			query.Set("limit", strconv.FormatInt(params.Limit, 10))
+		}
+		if params.Cursor != "" {
+			query.Set("cursor", params.Cursor)
+		}
+	}
+	var out ClaimList
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ExportClaimsParams are the optional parameters of ExportClaims.
+type ExportClaimsParams struct {
+	// claims of this batch
+	BatchID string
+	// claims of this merchant's batches (a merchant credential sees its own only)
+	MerchantID string
+	// claims of this user
+	UserID string
+	// claims made with this phone number
+	Phone string
+	// the claim of this code
+	Code string
+	// claims of this channel
+	Channel string
+	// claims in this status (as of now)
+	Status string
+	// claimed at or after (RFC 3339)
+	ClaimedFrom string
+	// claimed before (RFC 3339)
+	ClaimedTo string
+	// validity ending at or after (RFC 3339)
+	ValidToFrom string
+	// validity ending before (RFC 3339)
+	ValidToTo string
+}
+
+// ExportClaims calls GET /v1/search/claims.csv: Export claims as CSV.
+//
+// Every claim matching the filters, newest first, streamed as CSV (RFC 4180, a header line first)
+// while it is read: millions of rows in flat memory. An error after the first row ends the stream
+// early.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) ExportClaims(ctx context.Context, params *ExportClaimsParams) error {
+	path := "/v1/search/claims.csv"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.BatchID != "" {
+			query.Set("batch_id", params.BatchID)
+		}
+		if params.MerchantID != "" {
+			query.Set("merchant_id", params.MerchantID)
+		}
+		if params.UserID != "" {
+			query.Set("user_id", params.UserID)
+		}
+		if params.Phone != "" {
+			query.Set("phone", params.Phone)
+		}
+		if params.Code != "" {
+			query.Set("code", params.Code)
+		}
+		if params.Channel != "" {
+			query.Set("channel", params.Channel)
+		}
+		if params.Status != "" {
+			query.Set("status", params.Status)
+		}
+		if params.ClaimedFrom != "" {
+			query.Set("claimed_from", params.ClaimedFrom)
+		}
+		if params.ClaimedTo != "" {
+			query.Set("claimed_to", params.ClaimedTo)
+		}
+		if params.ValidToFrom != "" {
+			query.Set("valid_to_from", params.ValidToFrom)
+		}
+		if params.ValidToTo != "" {
+			query.Set("valid_to_to", params.ValidToTo)
+		}
+	}
+	_, err := c.do(ctx, "GET", path, query, header, nil, nil)
+	return err
+}
+
+// SearchCodesParams are the optional parameters of SearchCodes.
+type SearchCodesParams struct {
+	// codes of this batch
+	BatchID string
+	// codes of this merchant's batches (a merchant credential sees its own only)
+	MerchantID string
+	// the code, as a person typed it
+	Code string
+	// claimed: in a claim; unclaimed: not yet
+	Status string
+	// generated at or after (RFC 3339)
+	CreatedFrom string
+	// generated before (RFC 3339)
+	CreatedTo string
+	// most items on the page
+	Limit int64
+	// next_cursor of the previous page
+	Cursor string
+}
+
+// SearchCodes calls GET /v1/search/codes: Search codes.
+//
+// Codes matching every filter given, by code, keyset-paginated.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) SearchCodes(ctx context.Context, params *SearchCodesParams) (*CodeList, error) {
+	path := "/v1/search/codes"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.BatchID != "" {
+			query.Set("batch_id", params.BatchID)
+		}
+		if params.MerchantID != "" {
+			query.Set("merchant_id", params.MerchantID)
+		}
+		if params.Code != "" {
+			query.Set("code", params.Code)
+		}
+		if params.Status != "" {
+			query.Set("status", params.Status)
+		}
+		if params.CreatedFrom != "" {
+			query.Set("created_from", params.CreatedFrom)
+		}
+		if params.CreatedTo != "" {
+			query.Set("created_to", params.CreatedTo)
+		}
+		if params.Limit != 0 {
+			query.Set("limit", strconv.FormatInt(params.Limit, 10))
+		}
+		if params.Cursor != "" {
+			query.Set("cursor", params.Cursor)
+		}
+	}
+	var out CodeList
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SearchRedemptionsParams are the optional parameters of SearchRedemptions.
+type SearchRedemptionsParams struct {
+	// the user whose coupons to list
+	UserID string
+	// the redemption of this order
+	OrderID string
+	// redemptions using a coupon of this batch
+	BatchID string
+	// redemptions using a coupon of this merchant's batches
+	MerchantID string
+	// redemptions in this status
+	Status string
+	// reserved at or after (RFC 3339)
+	ReservedFrom string
+	// reserved before (RFC 3339)
+	ReservedTo string
+	// most items on the page
+	Limit int64
+	// next_cursor of the previous page
+	Cursor string
+}
+
+// SearchRedemptions calls GET /v1/search/redemptions: Search redemptions.
+//
+// Redemptions matching every filter given, newest first, keyset-paginated.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) SearchRedemptions(ctx context.Context, params *SearchRedemptionsParams) (*RedemptionList, error) {
+	path := "/v1/search/redemptions"
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.UserID != "" {
+			query.Set("user_id", params.UserID)
+		}
+		if params.OrderID != "" {
+			query.Set("order_id", params.OrderID)
+		}
+		if params.BatchID != "" {
+			query.Set("batch_id", params.BatchID)
+		}
+		if params.MerchantID != "" {
+			query.Set("merchant_id", params.MerchantID)
+		}
+		if params.Status != "" {
+			query.Set("status", params.Status)
+		}
+		if params.ReservedFrom != "" {
+			query.Set("reserved_from", params.ReservedFrom)
+		}
+		if params.ReservedTo != "" {
+			query.Set("reserved_to", params.ReservedTo)
+		}
+		if params.Limit != 0 {
+			query.Set("limit", strconv.FormatInt(params.Limit, 10))
+		}
+		if params.Cursor != "" {
+			query.Set("cursor", params.Cursor)
+		}
+	}
+	var out RedemptionList
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CreateSmsChallenge calls POST /v1/sms/challenges: Send an SMS challenge.
+//
+// Sends a one-time code to the user's phone, for a batch that requires SMS verification or whose
+// risk rules ask for it. The claim then carries sms_challenge_id and sms_code. A code expires
+// (COUPOND_SMS_TTL, 5 minutes by default), is used up by one claim or by COUPOND_SMS_MAX_ATTEMPTS
+// wrong codes, and a phone gets one code per COUPOND_SMS_RESEND (`rate_limited` with Retry-After
+// otherwise). Refusals: `blocked`, `rate_limited`, `not_claimable`, `not_found`.
+//
+// Allowed roles: admin, app.
+func (c *Client) CreateSmsChallenge(ctx context.Context, body *ChallengeBody) (*ChallengeView, error) {
+	path := "/v1/sms/challenges"
+	query := url.Values{}
+	header := http.Header{}
+	var out ChallengeView
+	if _, err := c.do(ctx, "POST", path, query, header, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UserBadges calls GET /v1/users/{user_id}/badges: Count a user's coupons.
+//
+// The badges of a "my coupons" entry point: coupons available now, and those of them expiring soon.
+// Served from the same cache as the list; exact after the user's own claim or redemption.
+//
+// Allowed roles: admin, operator, app.
+func (c *Client) UserBadges(ctx context.Context, userID string) (*Badges, error) {
+	path := "/v1/users/" + url.PathEscape(userID) + "/badges"
+	query := url.Values{}
+	header := http.Header{}
+	var out Badges
+	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -59,6 +59,37 @@ type Config struct {
 		RefundedSubject    string
 		ExpiringLead       time.Duration // claim.expiring this long before a coupon's validity ends
 	}
+	// Query configures the query side: the "my coupons" cache and tagging.
+	Query struct {
+		UserCacheTTL   time.Duration // how long a user's cached claims live without a change
+		TagsWebhookURL string        // receives product.tags_changed as POSTs; empty: none
+	}
+	// Access configures API keys, request signatures and the lists.
+	Access struct {
+		KeySecret     string        // derives API keys' secrets; shared by every instance
+		SignatureSkew time.Duration // how far a signature's timestamp may be from the server's clock
+		AppKeysBearer bool          // admit app keys presented as bearer tokens (else they must sign)
+		KeyCacheTTL   time.Duration // how long a key read from the store is trusted (revocation delay on other instances)
+		ListSync      time.Duration // how often each instance follows changes of the black and white lists
+	}
+	// SMS configures SMS challenges.
+	SMS struct {
+		Sender         string // log or webhook
+		WebhookURL     string
+		WebhookSecret  string // signs webhook bodies (X-Coupond-Signature)
+		LogCodes       bool   // the log sender writes codes in full: development only
+		TTL            time.Duration
+		MaxAttempts    int
+		ResendInterval time.Duration
+		PerHour        int
+		Text           string
+	}
+	// Risk configures the external risk service.
+	Risk struct {
+		URL      string        // empty: none
+		Timeout  time.Duration // strict bound of one call: the claim waits for it
+		FailOpen bool          // on failure, the local rules decide (else the claim gets 503)
+	}
 	ShutdownTimeout time.Duration
 	// Ops tunes how the service bends under load and failure. Zero values
 	// take the defaults of app (a negative duration or bound turns one off).
@@ -153,6 +184,25 @@ func (c *Config) options() []option {
 		{"orders-cancelled-subject", "COUPOND_ORDERS_CANCELLED_SUBJECT", "NATS subject of the order system's cancelled orders", str(&c.Redemption.CancelledSubject), "orders.cancelled"},
 		{"orders-refunded-subject", "COUPOND_ORDERS_REFUNDED_SUBJECT", "NATS subject of the order system's refunds", str(&c.Redemption.RefundedSubject), "orders.refunded"},
 		{"expiring-lead", "COUPOND_EXPIRING_LEAD", "how long before a coupon expires claim.expiring is published", dur(&c.Redemption.ExpiringLead), "24h"},
+		{"user-cache-ttl", "COUPOND_USER_CACHE_TTL", "how long a user's cached coupons live without a change (a change drops them at once)", dur(&c.Query.UserCacheTTL), "10m"},
+		{"tags-webhook-url", "COUPOND_TAGS_WEBHOOK_URL", "URL that receives every product.tags_changed event as a POST; empty: none", str(&c.Query.TagsWebhookURL), ""},
+		{"key-secret", "COUPOND_KEY_SECRET", "secret from which API keys' secrets are derived; every instance must share it (prefer the environment variable). Empty: derived from COUPOND_ADMIN_TOKEN if set, else kept in <data-dir>/key-secret", str(&c.Access.KeySecret), ""},
+		{"signature-skew", "COUPOND_SIGNATURE_SKEW", "how far a signed request's timestamp may be from the server's clock", dur(&c.Access.SignatureSkew), "5m"},
+		{"app-keys-bearer", "COUPOND_APP_KEYS_BEARER", "admit app keys presented as bearer tokens; false: app keys must sign their requests", boolean(&c.Access.AppKeysBearer), "false"},
+		{"key-cache-ttl", "COUPOND_KEY_CACHE_TTL", "how long an API key read from the store is trusted: a key revoked on another instance works here at most this long", dur(&c.Access.KeyCacheTTL), "5s"},
+		{"list-sync", "COUPOND_LIST_SYNC", "how often each instance applies the changes of the black and white lists made on the others", dur(&c.Access.ListSync), "1s"},
+		{"sms-sender", "COUPOND_SMS_SENDER", "how SMS codes are sent: log (to the log, codes masked unless COUPOND_SMS_LOG_CODES) or webhook", oneOf(&c.SMS.Sender, "log", "webhook"), "log"},
+		{"sms-webhook-url", "COUPOND_SMS_WEBHOOK_URL", "URL the webhook sender posts each message to", str(&c.SMS.WebhookURL), ""},
+		{"sms-webhook-secret", "COUPOND_SMS_WEBHOOK_SECRET", "signs webhook bodies: X-Coupond-Signature: sha256=<hex HMAC-SHA256>; empty: unsigned", str(&c.SMS.WebhookSecret), ""},
+		{"sms-log-codes", "COUPOND_SMS_LOG_CODES", "the log sender writes codes in full: for development only, never in production", boolean(&c.SMS.LogCodes), "false"},
+		{"sms-ttl", "COUPOND_SMS_TTL", "how long an SMS code can be used", dur(&c.SMS.TTL), "5m"},
+		{"sms-max-attempts", "COUPOND_SMS_MAX_ATTEMPTS", "wrong codes that use an SMS challenge up", num(&c.SMS.MaxAttempts), "5"},
+		{"sms-resend", "COUPOND_SMS_RESEND", "least time between two SMS challenges of one phone", dur(&c.SMS.ResendInterval), "60s"},
+		{"sms-per-hour", "COUPOND_SMS_PER_HOUR", "most SMS challenges of one phone in an hour", num(&c.SMS.PerHour), "5"},
+		{"sms-text", "COUPOND_SMS_TEXT", "the SMS text; {code} and {minutes} are replaced", str(&c.SMS.Text), "Your verification code is {code}. It expires in {minutes} minutes."},
+		{"risk-url", "COUPOND_RISK_URL", "external risk service that rule sets with external: true ask about each claim; empty: none", str(&c.Risk.URL), ""},
+		{"risk-timeout", "COUPOND_RISK_TIMEOUT", "strict bound of one call to the risk service (the claim waits for it)", dur(&c.Risk.Timeout), "200ms"},
+		{"risk-fail-open", "COUPOND_RISK_FAIL_OPEN", "true: when the risk service fails, the local rules decide; false: the claim is refused with 503 unavailable", boolean(&c.Risk.FailOpen), "true"},
 		{"shutdown-timeout", "COUPOND_SHUTDOWN_TIMEOUT", "how long to finish in-flight work on shutdown", dur(&c.ShutdownTimeout), "30s"},
 		{"drain-delay", "COUPOND_DRAIN_DELAY", "on shutdown, how long /readyz answers 503 before the listener closes (let load balancers notice)", dur(&c.Ops.DrainDelay), "0s"},
 		{"max-inflight-claims", "COUPOND_MAX_INFLIGHT_CLAIMS", "claims served at once by this instance; beyond, 503 overloaded with Retry-After; -1: no bound", num(&c.Ops.MaxInflightClaims), "1024"},
@@ -212,6 +262,9 @@ func Load(fs *flag.FlagSet, args, environ []string) (Config, []string, error) {
 	if err := c.validRedemption(); err != nil {
 		return c, warnings, err
 	}
+	if err := c.validAccess(); err != nil {
+		return c, warnings, err
+	}
 	return c, warnings, nil
 }
 
@@ -236,6 +289,43 @@ func (c *Config) validRedemption() error {
 	}
 	if r.OrdersStream == "" || strings.ContainsAny(r.OrdersStream, ".*> \t\r\n/\\") {
 		return fmt.Errorf("orders-stream %q must be a stream name", r.OrdersStream)
+	}
+	return nil
+}
+
+func (c *Config) validAccess() error {
+	a := &c.Access
+	switch {
+	case a.SignatureSkew < time.Second || a.SignatureSkew > time.Hour:
+		return fmt.Errorf("signature-skew must be between 1s and 1h")
+	case a.KeyCacheTTL < 0 || a.KeyCacheTTL > time.Minute:
+		return fmt.Errorf("key-cache-ttl must be between 0 and 1m")
+	case a.ListSync < 10*time.Millisecond || a.ListSync > time.Minute:
+		return fmt.Errorf("list-sync must be between 10ms and 1m")
+	}
+	s := &c.SMS
+	switch {
+	case s.Sender == "webhook" && s.WebhookURL == "":
+		return fmt.Errorf("sms-sender webhook needs sms-webhook-url")
+	case s.WebhookURL != "" && !strings.HasPrefix(s.WebhookURL, "http://") && !strings.HasPrefix(s.WebhookURL, "https://"):
+		return fmt.Errorf("sms-webhook-url must be an http or https URL")
+	case s.TTL < 10*time.Second || s.TTL > time.Hour:
+		return fmt.Errorf("sms-ttl must be between 10s and 1h")
+	case s.MaxAttempts < 1 || s.MaxAttempts > 100:
+		return fmt.Errorf("sms-max-attempts must be between 1 and 100")
+	case s.ResendInterval < time.Second || s.ResendInterval > time.Hour:
+		return fmt.Errorf("sms-resend must be between 1s and 1h")
+	case s.PerHour < 1 || s.PerHour > 1000:
+		return fmt.Errorf("sms-per-hour must be between 1 and 1000")
+	case !strings.Contains(s.Text, "{code}"):
+		return fmt.Errorf("sms-text must contain {code}")
+	}
+	r := &c.Risk
+	switch {
+	case r.URL != "" && !strings.HasPrefix(r.URL, "http://") && !strings.HasPrefix(r.URL, "https://"):
+		return fmt.Errorf("risk-url must be an http or https URL")
+	case r.Timeout < time.Millisecond || r.Timeout > 10*time.Second:
+		return fmt.Errorf("risk-timeout must be between 1ms and 10s")
 	}
 	return nil
 }

@@ -100,6 +100,8 @@ type BatchOptions struct {
 	TriggerSubject string     `json:"trigger_subject,omitempty" maxLength:"200" doc:"NATS subject whose events grant this batch to the event's user, e.g. user.registered"`
 
 	Redemption RedemptionOptions `json:"redemption,omitzero" doc:"how the batch's coupons are redeemed: refund policy, reservation timeout, order system, per-order limit"`
+
+	Protection Protection `json:"protection,omitzero" doc:"anti-fraud checks of the batch's claims: SMS challenge, whitelist, rate limits, risk rules, per-user limit across phones and devices"`
 }
 
 // CodeSource says where a batch's codes come from.
@@ -318,6 +320,7 @@ func (s *BatchSpec) validateOptions(v *Validation) {
 		v.Add("source", "must be internal or external")
 	}
 	s.Redemption.validate(v)
+	s.Protection.validate(v)
 	if s.TriggerSubject != "" && !ValidSubject(s.TriggerSubject) {
 		v.Add("trigger_subject", "must be a NATS subject: tokens of letters, digits, '-' and '_' separated by dots, at most 200 characters")
 	}

@@ -130,6 +130,10 @@ type ClaimParams struct {
 	// At is when the claim was made; engines keep it to the microsecond,
 	// the store's precision, and Pending returns it in UTC.
 	At time.Time
+	// Protect, if set, are checks made in the same atomic step, before a
+	// code is taken (see ClaimProtection): rate limits, the request's
+	// nonce, an SMS challenge, per-identity counts.
+	Protect *ClaimProtection
 }
 
 // ClaimResult is the outcome of a claim step.

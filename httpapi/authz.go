@@ -29,6 +29,12 @@ var operationRoles = map[string][]auth.Role{
 	"get-claim":        {auth.Admin, auth.Operator, auth.Merchant, auth.App},
 	"get-code":         {auth.Admin, auth.Operator, auth.Merchant, auth.App},
 
+	// Passive distribution; a merchant only for its own batches (the service checks).
+	"import-codes":     {auth.Admin, auth.Operator, auth.Merchant},
+	"grant":            {auth.Admin, auth.Operator, auth.Merchant},
+	"create-grant-job": {auth.Admin, auth.Operator, auth.Merchant},
+	"get-job":          {auth.Admin, auth.Operator, auth.Merchant},
+
 	"qualify":                  {auth.Admin, auth.App},
 	"reserve":                  {auth.Admin, auth.App},
 	"redeem-code":              {auth.Admin, auth.App, auth.Merchant},
@@ -42,6 +48,34 @@ var operationRoles = map[string][]auth.Role{
 	"refund-order-redemption":  {auth.Admin, auth.App},
 	"list-reviews":             {auth.Admin, auth.Operator},
 	"resolve-review":           {auth.Admin, auth.Operator},
+
+	"user-badges":        {auth.Admin, auth.Operator, auth.App},
+	"search-claims":      {auth.Admin, auth.Operator, auth.Merchant},
+	"export-claims":      {auth.Admin, auth.Operator, auth.Merchant},
+	"search-codes":       {auth.Admin, auth.Operator, auth.Merchant},
+	"search-redemptions": {auth.Admin, auth.Operator, auth.Merchant},
+	"batch-stats":        {auth.Admin, auth.Operator, auth.Merchant},
+	"merchant-stats":     {auth.Admin, auth.Operator, auth.Merchant},
+	"product-tags":       {auth.Admin, auth.Operator, auth.Merchant, auth.App},
+
+	"create-key": {auth.Admin},
+	"list-keys":  {auth.Admin},
+	"get-key":    {auth.Admin},
+	"revoke-key": {auth.Admin},
+	"rotate-key": {auth.Admin},
+
+	"add-list-entries":          {auth.Admin, auth.Operator},
+	"remove-list-entries":       {auth.Admin, auth.Operator},
+	"list-list-entries":         {auth.Admin, auth.Operator},
+	"add-batch-list-entries":    {auth.Admin, auth.Operator, auth.Merchant},
+	"remove-batch-list-entries": {auth.Admin, auth.Operator, auth.Merchant},
+	"list-batch-list-entries":   {auth.Admin, auth.Operator, auth.Merchant},
+	"create-sms-challenge":      {auth.Admin, auth.App},
+	"put-risk-rule-set":         {auth.Admin, auth.Operator},
+	"list-risk-rule-sets":       {auth.Admin, auth.Operator},
+	"get-risk-rule-set":         {auth.Admin, auth.Operator},
+	"delete-risk-rule-set":      {auth.Admin, auth.Operator},
+	"list-refusals":             {auth.Admin, auth.Operator, auth.Merchant},
 
 	"list-switches": {auth.Admin},
 	"set-switch":    {auth.Admin},

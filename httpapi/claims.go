@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -16,6 +17,13 @@ type ClaimBody struct {
 	Phone    string `json:"phone,omitempty" maxLength:"21" doc:"the user's phone number, digits with an optional leading +"`
 	OpenID   string `json:"open_id,omitempty" maxLength:"128" doc:"the user's OpenID"`
 	Platform string `json:"platform,omitempty" maxLength:"32" doc:"platform the claim comes from, e.g. ios, android, web"`
+
+	// For the anti-fraud checks (see docs/access.md).
+	DeviceID         string    `json:"device_id,omitempty" maxLength:"128" doc:"the user's device id, for lists, rate limits, risk rules and the per-user limit across devices"`
+	IP               string    `json:"ip,omitempty" maxLength:"45" doc:"the user's IP address (not the calling server's), for lists, rate limits and risk rules"`
+	AccountCreatedAt time.Time `json:"account_created_at,omitzero" doc:"when the user's account was made (RFC 3339), for the account_age risk rule"`
+	SMSChallengeID   string    `json:"sms_challenge_id,omitempty" maxLength:"64" doc:"id of an SMS challenge (POST /v1/sms/challenges) when the batch or its risk rules ask for one"`
+	SMSCode          string    `json:"sms_code,omitempty" maxLength:"6" doc:"the code of that challenge the user received"`
 }
 
 type claimOutput struct {
@@ -34,7 +42,9 @@ func (h *handlers) registerClaims(api huma.API) {
 		OperationID: "claim", Method: http.MethodPost, Path: "/v1/batches/{id}/claims", Tags: []string{"claims"},
 		Summary: "Claim a coupon",
 		Description: "Hands one code of the batch to the user. The answer comes after the claim is durably stored. " +
-			"Refusals: `sold_out`, `limit_reached`, `not_claimable` (window, status or platform), `not_found`. " +
+			"Refusals: `sold_out`, `limit_reached`, `not_claimable` (window, status or platform), `not_found`; " +
+			"and the anti-fraud checks: `blocked`, `not_whitelisted`, `rate_limited` (with Retry-After), `sms_required`, " +
+			"`sms_invalid`, `risk_denied`, and for signed requests `bad_signature`, `replayed`. " +
 			"With an `Idempotency-Key`, a retry returns the same claim and never makes a second one.",
 		DefaultStatus: http.StatusCreated, MaxBodyBytes: maxClaimBody,
 	}, func(ctx context.Context, in *struct {
@@ -46,6 +56,9 @@ func (h *handlers) registerClaims(api huma.API) {
 			BatchID:        in.ID,
 			Claimant:       coupon.Claimant{UserID: in.Body.UserID, Phone: in.Body.Phone, OpenID: in.Body.OpenID, Platform: in.Body.Platform},
 			IdempotencyKey: in.IdempotencyKey,
+			DeviceID:       in.Body.DeviceID, IP: in.Body.IP, AccountCreatedAt: in.Body.AccountCreatedAt,
+			SMSChallengeID: in.Body.SMSChallengeID, SMSCode: in.Body.SMSCode,
+			Nonce: claimNonce(ctx), // signature.go: the claim step checks a signed claim's nonce
 		})
 		if err != nil {
 			return nil, problem(err, "body")

@@ -80,7 +80,12 @@ var overview = `coupond hands out coupons and red envelopes: operators define a 
 more claims than a batch holds, never more than the per-user limit, never one code in two claims, and no
 answer before the claim is durably stored.
 
-**Authentication.** Every ` + "`/v1`" + ` call needs ` + "`Authorization: Bearer <token>`" + ` (COUPOND_ADMIN_TOKEN).
+**Authentication.** Every ` + "`/v1`" + ` call needs ` + "`Authorization: Bearer <token>`" + `: the bootstrap
+token (COUPOND_ADMIN_TOKEN) or an API key's token (` + "`POST /v1/keys`" + `), or a request signed with an API key's
+secret: ` + "`Authorization: CPD-HMAC-SHA256 Credential=<key id>, Timestamp=<unix seconds>, Nonce=<nonce>, Signature=<hex>`" + `,
+HMAC-SHA256 over the method, path, query, timestamp, nonce and the body's SHA-256 (docs/access.md has the recipe
+and a worked example). App keys must sign. Each operation lists the roles that may call it; a merchant key sees
+its own merchant's batches, claims, codes and redemptions only.
 ` + "`/healthz`, `/readyz`, `/metrics`, `/docs` and `/openapi.json`" + ` need none.
 
 **Conventions.** Money is integer minor units (cents), never a float. Times are RFC 3339, UTC. Ids are
@@ -111,8 +116,16 @@ var problemCodes = []struct {
 	meaning string
 }{
 	{"bad_request", 400, "the request cannot be read: malformed JSON, a value of the wrong type, an unknown field or query parameter"},
-	{"unauthorized", 401, "the bearer token is missing or wrong"},
-	{"forbidden", 403, "the token may not do this"},
+	{"unauthorized", 401, "the bearer token or API key is missing, wrong, unknown or revoked"},
+	{"bad_signature", 401, "a signed request's header is malformed, its timestamp is beyond the allowed clock skew, or its signature does not match; also an app key presented as a bearer token"},
+	{"replayed", 401, "a signed request's nonce was seen before: sign every request with a fresh nonce"},
+	{"forbidden", 403, "the credential's role may not do this"},
+	{"blocked", 403, "the claim's user, phone, device or IP is on a blacklist (global or the batch's)"},
+	{"not_whitelisted", 403, "the batch is whitelist-only and none of the claim's identities is on its whitelist"},
+	{"sms_required", 403, "the batch, or its risk rules, ask for a solved SMS challenge (POST /v1/sms/challenges)"},
+	{"sms_invalid", 403, "the SMS challenge is unknown, expired, used up, of another user or phone, or the code is wrong"},
+	{"risk_denied", 403, "the batch's risk rules refuse the claim; the refusal is recorded (GET /v1/refusals)"},
+	{"rate_limited", 429, "too many attempts per user, device, IP or batch, or SMS challenges per phone; retry after Retry-After seconds"},
 	{"not_found", 404, "no such batch, claim, code, switch or endpoint"},
 	{"method_not_allowed", 405, "the endpoint exists, not with this method; Allow lists the methods"},
 	{"not_acceptable", 406, "the Accept header asks for a format the API does not serve"},

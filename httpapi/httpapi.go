@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/coupond/coupond/auth"
+	"github.com/coupond/coupond/console"
 	"github.com/coupond/coupond/guard"
 	"github.com/coupond/coupond/service"
 	"github.com/coupond/coupond/telemetry"
@@ -96,6 +98,11 @@ func newAPI(cfg Config) (http.Handler, huma.API) {
 	h.registerBatches(api)
 	h.registerClaims(api)
 	h.registerRedemptions(api)
+	h.registerQueries(api) // search.go
+	h.registerStats(api)
+	h.registerTags(api)
+	h.registerDistribution(api)
+	h.registerAccess(api) // keys.go, lists.go, sms.go, risk.go
 	h.registerHealth(api, cfg.Ready)
 	if cfg.Switches != nil {
 		h.registerSwitches(api, cfg.Switches)
@@ -104,6 +111,8 @@ func newAPI(cfg Config) (http.Handler, huma.API) {
 	documentRoles(api)
 
 	mux.Handle("GET /docs", docsHandler())
+	mux.Handle("GET /console", console.Handler()) // the admin console: embedded pages over this API
+	mux.Handle("GET /console/", console.Handler())
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}
@@ -199,6 +208,9 @@ func writeProblem(w http.ResponseWriter, p *Problem) {
 		rec.req.Outcome = p.Code
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if p.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(p.retryAfter))
+	}
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -214,6 +215,9 @@ func recordOutcome(ctx huma.Context, _ string, v any) (any, error) {
 	}
 	if p.Status == http.StatusServiceUnavailable {
 		ctx.SetHeader("Retry-After", retryAfter)
+	}
+	if p.retryAfter > 0 {
+		ctx.SetHeader("Retry-After", strconv.Itoa(p.retryAfter))
 	}
 	return v, nil
 }

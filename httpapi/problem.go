@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/coupond/coupond/access"
 	"github.com/coupond/coupond/coupon"
 )
 
@@ -19,10 +21,12 @@ type Problem struct {
 	Status   int                 `json:"status" doc:"HTTP status code"`
 	Detail   string              `json:"detail,omitempty" doc:"what went wrong this time"`
 	Instance string              `json:"instance,omitempty"`
-	Code     string              `json:"code" doc:"stable machine-readable code: invalid, bad_request, unauthorized, not_found, sold_out, limit_reached, not_claimable, not_usable, conflict, in_progress, too_large, unsupported_media_type, unavailable, internal"`
+	Code     string              `json:"code" doc:"stable machine-readable code: invalid, bad_request, unauthorized, forbidden, bad_signature, replayed, not_found, sold_out, limit_reached, not_claimable, not_usable, blocked, not_whitelisted, rate_limited, sms_required, sms_invalid, risk_denied, conflict, in_progress, too_large, unsupported_media_type, unavailable, internal"`
 	Errors   []*huma.ErrorDetail `json:"errors,omitempty" doc:"the offending inputs, one per entry"`
 
 	cause error // of a 5xx: for the request's log line, never the client
+	// retryAfter, in whole seconds, is sent as Retry-After (rate_limited).
+	retryAfter int
 }
 
 // codeOverloaded answers a claim shed because too many are in flight.
@@ -51,7 +55,23 @@ var statusOf = map[string]int{
 	coupon.CodeNotUsable:    http.StatusConflict,
 	coupon.CodeUnavailable:  http.StatusServiceUnavailable,
 	coupon.CodeInternal:     http.StatusInternalServerError,
+
+	// Refusals of access control and anti-fraud (package access).
+	access.CodeUnauthorized:   http.StatusUnauthorized,
+	access.CodeBadSignature:   http.StatusUnauthorized,
+	access.CodeReplayed:       http.StatusUnauthorized,
+	access.CodeForbidden:      http.StatusForbidden,
+	access.CodeBlocked:        http.StatusForbidden,
+	access.CodeNotWhitelisted: http.StatusForbidden,
+	access.CodeRiskDenied:     http.StatusForbidden,
+	access.CodeSMSRequired:    http.StatusForbidden,
+	access.CodeSMSInvalid:     http.StatusForbidden,
+	access.CodeRateLimited:    http.StatusTooManyRequests,
+	codeTooLarge:              http.StatusRequestEntityTooLarge,
 }
+
+// codeTooLarge answers a body beyond a limit.
+const codeTooLarge = "too_large"
 
 // codeOf names the problems huma itself reports (parsing, schema
 // validation, body limits) by their status.
@@ -66,6 +86,7 @@ var codeOf = map[int]string{
 	http.StatusRequestEntityTooLarge: "too_large",
 	http.StatusUnsupportedMediaType:  "unsupported_media_type",
 	http.StatusUnprocessableEntity:   coupon.CodeInvalid,
+	http.StatusTooManyRequests:       access.CodeRateLimited,
 	http.StatusServiceUnavailable:    coupon.CodeUnavailable,
 	http.StatusInternalServerError:   coupon.CodeInternal,
 }
@@ -125,6 +146,10 @@ func problem(err error, location string) *Problem {
 		if len(ce.Fields) > 0 {
 			p.Detail = ce.Message
 		}
+	}
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		p.retryAfter = max(int((ra.RetryAfter()+time.Second-1)/time.Second), 1)
 	}
 	switch code {
 	case coupon.CodeInternal:

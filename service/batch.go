@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/coupond/coupond/auth"
 	"github.com/coupond/coupond/bus"
 	"github.com/coupond/coupond/coupon"
 	"github.com/coupond/coupond/engine"
@@ -26,8 +27,12 @@ type BatchView struct {
 
 // CreateBatch validates spec and stores a new draft batch.
 func (s *Service) CreateBatch(ctx context.Context, spec coupon.BatchSpec) (*BatchView, error) {
+	scopeSpec(ctx, &spec) // scope.go: a merchant's batch is its own
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.checkProtection(ctx, &spec); err != nil {
 		return nil, err
 	}
 	now := s.clock()
@@ -52,6 +57,9 @@ func (s *Service) GetBatch(ctx context.Context, id string) (*BatchView, error) {
 	b, err := s.store.GetBatch(ctx, id)
 	if err != nil {
 		return nil, unavailable("get batch", notFound("batch", id, err))
+	}
+	if !auth.Sees(ctx, b.MerchantID) {
+		return nil, hidden("batch", id)
 	}
 	return s.view(ctx, b)
 }
@@ -91,6 +99,9 @@ func (s *Service) ListBatches(ctx context.Context, q BatchQuery) ([]*coupon.Batc
 	limit := clampLimit(&v, q.Limit)
 	if err := v.Err(); err != nil {
 		return nil, "", err
+	}
+	if !scopeMerchantFilter(ctx, &q.MerchantID) {
+		return nil, "", nil
 	}
 	bs, err := s.store.ListBatches(ctx, store.BatchFilter{
 		Status: coupon.Status(q.Status), MerchantID: q.MerchantID, Cursor: q.Cursor, Limit: limit + 1,

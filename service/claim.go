@@ -28,6 +28,22 @@ type ClaimRequest struct {
 	// for: the checks that guard users' requests (SMS challenges, device and
 	// IP rate limits, risk rules) do not apply; lists and limits still do.
 	Grant bool
+
+	// Where the claim comes from, for the lists, rate limits and risk
+	// rules (protect.go): the user's device and IP address, and when the
+	// user's account was made (zero: unknown).
+	DeviceID         string
+	IP               string
+	AccountCreatedAt time.Time
+	// SMSChallengeID and SMSCode solve an SMS challenge, when the batch or
+	// its risk rules ask for one.
+	SMSChallengeID string
+	SMSCode        string
+	// Nonce is "<key id>:<nonce>" of a signed request: the claim step
+	// refuses it (replayed) if the batch has seen it.
+	Nonce string
+
+	protection *claimProtection // the checks, across the claim's engine attempts
 }
 
 // Claim hands one code of a batch to a user: the claim path of DESIGN.md.
@@ -37,6 +53,9 @@ type ClaimRequest struct {
 // if the commit fails the engine step is undone. replayed reports a claim
 // returned again for a repeated idempotency key.
 func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim, replayed bool, err error) {
+	if req.Nonce != "" {
+		defer func() { s.spendNonce(ctx, &req, err) }() // protect.go: a refused signed claim uses its nonce up too
+	}
 	if err := req.Claimant.Validate(); err != nil {
 		return nil, false, err
 	}
@@ -56,6 +75,12 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim,
 	if err := b.ClaimableAt(now, req.Platform); err != nil {
 		return nil, false, err
 	}
+	prot, err := s.protectClaim(ctx, b, &req, now) // protect.go: lists, risk, and the checks of the engine step
+	defer func() { s.finishProtection(ctx, prot, &req, c, replayed, err) }()
+	if err != nil {
+		return nil, false, err
+	}
+	req.protection = prot
 
 	// A store constraint can refuse a code or a sequence number the engine
 	// handed out only when the engine's state was rebuilt while claims were
@@ -80,6 +105,7 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (c *coupon.Claim,
 			case more:
 				continue
 			}
+			s.soldOut(ctx, b) // batch.stock_out, once (tagging.go)
 		case attempt < maxClaimAttempts && (errors.Is(err, store.ErrCodeClaimed) || errors.Is(err, store.ErrSeqTaken)):
 			attempt++
 			continue
@@ -101,10 +127,10 @@ const (
 func (s *Service) claimOnce(ctx context.Context, b *coupon.Batch, req ClaimRequest, now time.Time) (*coupon.Claim, bool, error) {
 	claimID := coupon.NewID(now)
 	p := engine.ClaimParams{BatchID: b.ID, UserID: req.UserID, IdempotencyKey: req.IdempotencyKey, ClaimID: claimID, At: now}
-	res, err := s.engine.Claim(ctx, p)
+	res, err := s.claimStep(ctx, p, req.protection)
 	if errors.Is(err, engine.ErrUnknownBatch) {
 		if err = s.loadBatch(ctx, b.ID); err == nil {
-			res, err = s.engine.Claim(ctx, p)
+			res, err = s.claimStep(ctx, p, req.protection)
 		}
 	}
 	if err != nil {

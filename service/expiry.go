@@ -51,8 +51,9 @@ func (s *Service) SweepExpiry(ctx context.Context) (ExpiryResult, error) {
 			return res, err
 		}
 		b, st := e.Batch, e.State
+		var touched expiryTouches // the users to drop from the claims cache
 		p := store.SweepClaims{BatchID: b.ID, Now: now, Limit: expiryChunk,
-			Expired: s.expiredEvent(now), Expiring: s.expiringEvent(now)}
+			Expired: touched.wrap(s.expiredEvent(now)), Expiring: s.expiringEvent(now)}
 		if st.InPass {
 			p.NoticeFrom, p.NoticeTo, p.AfterUser, p.AfterSeq = st.PassFrom, st.PassTo, st.CursorUser, st.CursorSeq
 		} else {
@@ -85,6 +86,7 @@ func (s *Service) SweepExpiry(ctx context.Context) (ExpiryResult, error) {
 				errs = append(errs, err)
 				break
 			}
+			touched.flush(ctx, s)
 			res.Expired += r.Expired
 			res.Noticed += r.Noticed
 			if r.Expired+r.Noticed > 0 {

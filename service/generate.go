@@ -52,10 +52,11 @@ func (s *Service) Replenish(ctx context.Context, batchID string) (ReplenishResul
 	return res, err
 }
 
-// BatchesToReplenish lists the active incremental batches that Replenish
-// would work on now: those whose pool is below the low-water mark while
-// codes remain to be generated, those whose engine state lags the store
-// (codes generated and not loaded), and those the engine does not hold.
+// BatchesToReplenish lists the active incremental batches (and the external
+// ones, which only ever load) that Replenish would work on now: those whose
+// pool is below the low-water mark while codes remain to be generated, those
+// whose engine state lags the store (codes generated or imported and not
+// loaded), and those the engine does not hold.
 func (s *Service) BatchesToReplenish(ctx context.Context) ([]string, error) {
 	var ids []string
 	var errs []error
@@ -66,7 +67,9 @@ func (s *Service) BatchesToReplenish(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("list active batches: %w", err)
 		}
 		for _, b := range bs {
-			if !incremental(b) {
+			// An external batch has nothing to generate, but a range
+			// imported and not loaded (a crash between the two) is loaded.
+			if !incremental(b) && b.Source != coupon.SourceExternal {
 				continue
 			}
 			st, err := s.engine.Stats(ctx, b.ID)
@@ -295,6 +298,10 @@ func (s *Service) generate(ctx context.Context, b *coupon.Batch) (int64, error) 
 			cur, err := s.store.GetBatch(ctx, b.ID) // the count, afresh
 			if err != nil {
 				return 0, unavailable("get batch", err)
+			}
+			if cur.Source == coupon.SourceExternal {
+				// A partner's codes come by import (import.go), never generated.
+				return cur.GeneratedCount, nil
 			}
 			target := cur.TotalQuantity
 			if incremental(cur) {

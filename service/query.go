@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coupond/coupond/auth"
 	"github.com/coupond/coupond/coupon"
 	"github.com/coupond/coupond/store"
 )
@@ -22,7 +23,11 @@ type UserClaimQuery struct {
 
 // UserClaims lists a user's coupons ordered by expiry, soonest first, with
 // the cursor of the next page ("" on the last page). Statuses are as of now:
-// an available coupon past its validity is listed as expired.
+// an available coupon past its validity is listed as expired. The claims
+// come from the engine's cache of the user's claims, filled from the store
+// on a miss and dropped by every change (see cache.go): a user sees a claim
+// or a redemption of their own in the next list. When the cache fails, the
+// store answers (a replica, unless the user changed something lately).
 func (s *Service) UserClaims(ctx context.Context, q UserClaimQuery) ([]*coupon.Claim, string, error) {
 	var v coupon.Validation
 	if err := (coupon.Claimant{UserID: q.UserID}).Validate(); err != nil {
@@ -41,12 +46,29 @@ func (s *Service) UserClaims(ctx context.Context, q UserClaimQuery) ([]*coupon.C
 		return nil, "", err
 	}
 	now := s.clock()
-	cs, err := s.store.ListUserClaims(ctx, store.UserClaimFilter{
-		UserID: q.UserID, Status: status, Now: now,
-		AfterValidTo: afterTo, AfterID: afterID, Limit: limit + 1,
-	})
+	view, err := s.userClaims(ctx, q.UserID)
 	if err != nil {
-		return nil, "", unavailable("list claims", err)
+		return nil, "", err
+	}
+	var cs []*coupon.Claim
+	if view.all {
+		// The cached claims are shared (decodedMemo): the page is copies.
+		cs = page(view.claims, status, now, afterTo, afterID, limit+1)
+		for i, c := range cs {
+			cp := *c
+			cs[i] = &cp
+		}
+	} else {
+		f := store.UserClaimFilter{UserID: q.UserID, Status: status, Now: now,
+			AfterValidTo: afterTo, AfterID: afterID, Limit: limit + 1}
+		if r := replicaOf(s.store); view.primary && r != nil {
+			cs, err = r.ListUserClaimsPrimary(ctx, f)
+		} else {
+			cs, err = s.store.ListUserClaims(ctx, f)
+		}
+		if err != nil {
+			return nil, "", unavailable("list claims", err)
+		}
 	}
 	next := ""
 	if len(cs) > limit {
@@ -54,6 +76,9 @@ func (s *Service) UserClaims(ctx context.Context, q UserClaimQuery) ([]*coupon.C
 		last := cs[limit-1]
 		next = encodeClaimCursor(last.ValidTo, last.ID)
 	}
+	// A merchant sees the claims of its batches only: its pages may be
+	// short (the cursor follows every claim of the user).
+	cs = visibleClaims(ctx, cs)
 	for _, c := range cs {
 		c.Status = c.EffectiveStatus(now)
 	}
@@ -69,6 +94,9 @@ func (s *Service) GetClaim(ctx context.Context, id string) (*coupon.Claim, error
 	if err != nil {
 		return nil, unavailable("get claim", notFound("claim", id, err))
 	}
+	if !auth.Sees(ctx, c.MerchantID) {
+		return nil, hidden("claim", id)
+	}
 	c.Status = c.EffectiveStatus(s.clock())
 	return c, nil
 }
@@ -78,11 +106,20 @@ func (s *Service) GetClaim(ctx context.Context, id string) (*coupon.Claim, error
 func (s *Service) GetCode(ctx context.Context, code string) (*coupon.Code, error) {
 	canonical, err := coupon.ParseCode(code)
 	if err != nil {
-		return nil, err
+		if !s.isPartnerCode(ctx, code) { // import.go: a partner's code is kept as given
+			return nil, err
+		}
+		canonical = code
 	}
 	c, err := s.store.GetCode(ctx, canonical)
 	if err != nil {
 		return nil, unavailable("get code", notFound("code", canonical, err))
+	}
+	switch ok, err := s.seesBatch(ctx, c.BatchID); {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, hidden("code", canonical)
 	}
 	return c, nil
 }

@@ -297,6 +297,7 @@ func (s *Service) redeem(ctx context.Context, req ReserveRequest, direct bool) (
 	switch {
 	case err == nil:
 		s.onCommit()
+		s.claimsChanged(ctx, got.UserID)
 		return got, false, nil
 	case errors.Is(err, store.ErrOrderExists):
 		return replay(got, hash)
@@ -379,6 +380,12 @@ func (s *Service) GetRedemption(ctx context.Context, ref RedemptionRef) (*coupon
 	if err != nil {
 		return nil, unavailable("get redemption", notFound("redemption", ref.ID+ref.OrderID, err))
 	}
+	switch ok, err := s.seesRedemption(ctx, r); { // scope.go
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, hidden("redemption", ref.ID+ref.OrderID)
+	}
 	return r, nil
 }
 
@@ -401,6 +408,7 @@ func (s *Service) Confirm(ctx context.Context, ref RedemptionRef, by string) (*c
 	case err == nil:
 		if changed {
 			s.onCommit()
+			s.claimsChanged(ctx, got.UserID)
 		}
 		return got, nil
 	case errors.Is(err, store.ErrRedemptionStatus):
@@ -444,6 +452,7 @@ func (s *Service) Cancel(ctx context.Context, ref RedemptionRef, by string) (*co
 	case err == nil:
 		if changed {
 			s.onCommit()
+			s.claimsChanged(ctx, got.UserID)
 		}
 		return got, nil
 	case errors.Is(err, store.ErrRedemptionStatus):
@@ -551,6 +560,7 @@ func (s *Service) refundOnce(ctx context.Context, r *coupon.Redemption, req Refu
 		return nil, unavailable("refund", err)
 	}
 	s.onCommit()
+	s.claimsChanged(ctx, got.UserID)
 	return got, nil
 }
 
@@ -687,6 +697,13 @@ func (s *Service) claimOfCode(ctx context.Context, typed, field string) (*coupon
 			}
 			return nil, perr
 		}
+		return nil, notUsable(field, "not_found", "no such code")
+	}
+	// Another merchant's code is, to a merchant, no code at all (scope.go).
+	switch ok, err := s.seesBatch(ctx, code.BatchID); {
+	case err != nil:
+		return nil, err
+	case !ok:
 		return nil, notUsable(field, "not_found", "no such code")
 	}
 	if code.ClaimID == "" {

@@ -49,6 +49,11 @@ type Config struct {
 	ReplayWait time.Duration
 	// Redemption configures reservations, the reconciler and expiry.
 	Redemption RedemptionConfig
+	// Query configures the "my coupons" cache, search, stats and tagging.
+	Query QueryConfig
+	// Access configures API keys, lists, rate limits, SMS challenges and
+	// risk rules (access.go).
+	Access AccessConfig
 }
 
 // Service implements the use cases.
@@ -65,6 +70,8 @@ type Service struct {
 	batches batchCache
 
 	redemption RedemptionConfig
+	query      *queryState  // cache.go
+	acc        *accessState // access.go
 
 	loads       flight[struct{}]        // batches being loaded into the engine
 	generations flight[int64]           // batches being generated at publication
@@ -75,6 +82,12 @@ type Service struct {
 	// beforeWrite, if set, is called between drawing codes and writing
 	// them (a test hook).
 	beforeWrite func(batchID string, from int64, codes []coupon.Code)
+
+	triggers    triggerIndex // grant.go: trigger subject → batches
+	importChunk int          // import.go: lines written per transaction
+	// beforeAdvance, if set, is called before a grant job's step is
+	// recorded (a test hook, jobs.go).
+	beforeAdvance func(jobID string, step store.AdvanceGrantJob)
 }
 
 // New returns a Service; Close it to flush pending claims.
@@ -113,6 +126,8 @@ func New(cfg Config) *Service {
 	}
 	s.batches = batchCache{store: cfg.Store, now: s.clock, m: map[string]cachedBatch{}}
 	s.redemption = cfg.Redemption.withDefaults()
+	s.query = newQueryState(cfg.Query)
+	s.acc = newAccessState(cfg.Access, cfg.Store, s.log)
 	s.claims = groupcommit.New(cfg.GroupCommit, s.writeClaims)
 	return s
 }
@@ -120,39 +135,34 @@ func New(cfg Config) *Service {
 // Close writes the claims still queued and stops the group committer.
 func (s *Service) Close() {
 	s.claims.Close()
+	s.acc.close()
 }
 
 // clock returns the current time in UTC at the stores' precision.
 func (s *Service) clock() time.Time { return coupon.UTC(s.now()) }
 
 // writeClaims is the group commit's flush: one transaction for the group,
-// then one call per batch telling the engine those claims are settled. A
-// failed Settle loses nothing: the reconciler settles what the store holds.
+// then one engine round trip that settles the claims of each batch and
+// drops the cached claims of their users (SettleAndTouch), before any
+// caller is answered: so a user's next list shows the claim. A failed
+// Settle loses nothing: the reconciler settles what the store holds.
 func (s *Service) writeClaims(ctx context.Context, writes []store.ClaimWrite) []error {
 	errs := s.store.InsertClaims(ctx, writes)
 	s.onCommit()
-	var batchID string
-	var codes []string
-	settle := func() {
-		if len(codes) == 0 {
-			return
-		}
-		if err := s.engine.Settle(ctx, batchID, codes); err != nil {
-			s.log.WarnContext(ctx, "engine settle failed; the reconciler will settle", "batch", batchID, "claims", len(codes), "err", err)
-		}
-		codes = codes[:0]
-	}
+	var settled []engine.Settlement
+	users := make([]string, 0, len(writes))
 	for i, w := range writes {
 		if errs[i] != nil {
 			continue
 		}
-		if w.Claim.BatchID != batchID {
-			settle()
-			batchID = w.Claim.BatchID
+		if n := len(settled); n == 0 || settled[n-1].BatchID != w.Claim.BatchID {
+			settled = append(settled, engine.Settlement{BatchID: w.Claim.BatchID})
 		}
-		codes = append(codes, w.Claim.Code)
+		st := &settled[len(settled)-1]
+		st.Codes = append(st.Codes, w.Claim.Code)
+		users = append(users, w.Claim.UserID)
 	}
-	settle()
+	s.settleAndTouch(ctx, settled, users)
 	return errs
 }
 

@@ -4,6 +4,8 @@
 //	coupond migrate   apply the store's migrations and exit
 //	coupond loadgen   drive a running coupond with flash-sale claims
 //	coupond audit     check the invariants against a deployment
+//	coupond import    import a partner's codes from a CSV file into a batch
+//	coupond grant     grant a batch to a user, or to each user of a list
 //	coupond version   print the version
 package main
 
@@ -36,6 +38,8 @@ commands:
   migrate   apply the store's migrations and exit
   loadgen   drive a running coupond with flash-sale claims and report
   audit     check every invariant against the deployment; exit 1 on a violation
+  import    import a partner's codes (CSV) into an external batch of a running coupond
+  grant     grant a batch to one user, or to each user of a list (a job), with progress
   version   print the version
 
 Run "coupond <command> -h" for the flags of a command. Every flag can also be
@@ -56,6 +60,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return runLoadgen(ctx, args, environ, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, args, environ, stdout, stderr)
+	case "import":
+		return runImport(ctx, args, environ, stdout, stderr)
+	case "grant":
+		return runGrant(ctx, args, environ, stdout, stderr)
 	case "serve", "migrate":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -67,6 +67,9 @@ func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 		{"StressReplays", testStressReplays},
 		{"StressReclaim", testStressReclaim},
 	}
+	tests = append(tests, cacheTests...)
+	tests = append(tests, delayTests...)
+	tests = append(tests, protectionTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -35,6 +35,11 @@ type Engine struct {
 
 	leaseMu sync.Mutex
 	leases  map[string]lease
+
+	cache userCache   // cache.go
+	tags  tagStore    // cache.go
+	delay delayQueues // delay.go
+	prot  protection  // protection.go
 }
 
 // New returns an empty engine: every batch must be loaded with Rebuild.
@@ -53,6 +58,14 @@ func (e *Engine) Claim(_ context.Context, p engine.ClaimParams) (engine.ClaimRes
 	if !b.active {
 		return engine.ClaimResult{}, engine.ErrNotClaimable
 	}
+	if p.Protect != nil {
+		return e.protectedClaim(b, p) // protection.go: the checks, then b.claim
+	}
+	return b.claim(p)
+}
+
+// claim is the claim step of an active batch whose mutex the caller holds.
+func (b *batch) claim(p engine.ClaimParams) (engine.ClaimResult, error) {
 	// A struct key costs no allocation, unlike joining user and key.
 	kid := keyID{user: p.UserID, key: p.IdempotencyKey}
 	if p.IdempotencyKey != "" {

@@ -135,7 +135,14 @@ const (
 // to the microsecond.
 func (e *Engine) Claim(ctx context.Context, p engine.ClaimParams) (engine.ClaimResult, error) {
 	keys := e.batchKeys(p.BatchID)
-	res, err := claimScript.Run(ctx, e.client, keys[:], p.UserID, p.IdempotencyKey, p.ClaimID, p.At.UnixMicro()).Slice()
+	args := []any{p.UserID, p.IdempotencyKey, p.ClaimID, p.At.UnixMicro()}
+	var res []any
+	var err error
+	if p.Protect != nil {
+		res, err = e.protectedClaim(ctx, keys, args, p) // protection.go: the checks and this step in one script
+	} else {
+		res, err = claimScript.Run(ctx, e.client, keys[:], args...).Slice()
+	}
 	if err != nil {
 		return engine.ClaimResult{}, fail("claim", err)
 	}
@@ -150,6 +157,9 @@ func (e *Engine) Claim(ctx context.Context, p engine.ClaimParams) (engine.ClaimR
 		}
 		return out, r.check("claim", 5)
 	default:
+		if err, ok := protectionRefusal(p, res); ok {
+			return engine.ClaimResult{}, err
+		}
 		if err := r.check("claim", 1); err != nil {
 			return engine.ClaimResult{}, err
 		}

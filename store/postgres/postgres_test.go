@@ -60,7 +60,9 @@ func TestMigrations(t *testing.T) {
 	require.NoError(t, Migrate(ctx, Config{URL: u, Schema: schema}))
 	require.NoError(t, Migrate(ctx, Config{URL: u, Schema: schema}), "migrating twice is a no-op")
 	require.ElementsMatch(t, []string{"batches", "rules", "codes", "claims", "outbox", "goose_db_version",
-		"redemptions", "redemption_claims", "claim_expiry"}, tables(t, u, schema))
+		"redemptions", "redemption_claims", "claim_expiry", "batch_stats", "stats_seen", "batch_flags",
+		"api_keys", "list_entries", "list_version", "risk_rule_sets", "refusals", "claim_devices",
+		"grant_jobs", "grant_job_users", "grant_job_failures"}, tables(t, u, schema))
 
 	s := open(t, Config{URL: u, Schema: schema})
 	ok, err := s.MigrationsApplied(ctx)
@@ -189,7 +191,7 @@ func TestQueryPlans(t *testing.T) {
 	}{
 		{`SELECT id FROM claims WHERE user_id = $1 AND (valid_to, id) > ($2, $3) ORDER BY valid_to, id LIMIT 10`,
 			[]any{"user-1", now, "x"}, "claims_user"},
-		{`SELECT count(*) FROM claims WHERE batch_id = $1`, []any{small.ID}, "claims_batch_user_seq"},
+		{`SELECT count(*) FROM claims WHERE batch_id = $1`, []any{small.ID}, "claims_batch_id"},
 		{`SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 10`, nil, "outbox_pending"},
 		{`SELECT id FROM batches WHERE status = $1 AND id < $2 ORDER BY id DESC LIMIT 10`, []any{"active", "z"}, "batches_status_id"},
 		{`SELECT code FROM claims WHERE code = ANY($1::text[])`, []any{[]string{cs[0].Code}}, "claims_code"},

@@ -138,7 +138,7 @@ func TestQueryPlans(t *testing.T) {
 		want  string // a fragment of the plan
 	}{
 		{`SELECT id FROM claims WHERE user_id = ? AND (valid_to, id) > (?, ?) ORDER BY valid_to, id LIMIT 10`, "COVERING INDEX claims_user (user_id=? AND (valid_to,id)>(?,?))"},
-		{`SELECT count(*) FROM claims WHERE batch_id = ?`, "COVERING INDEX sqlite_autoindex_claims_3 (batch_id=?)"},
+		{`SELECT count(*) FROM claims WHERE batch_id = ?`, "COVERING INDEX claims_batch_id (batch_id=?)"},
 		{`SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 10`, "SCAN outbox USING INDEX outbox_pending"},
 		{`SELECT id FROM batches WHERE status = ? AND id < ? ORDER BY id DESC LIMIT 10`, "INDEX batches_status_id (status=? AND id<?)"},
 		{`SELECT c.code FROM codes c WHERE c.batch_id = ? AND NOT EXISTS (SELECT 1 FROM claims cl WHERE cl.code = c.code) ORDER BY c.seq`, "(code=?)"},

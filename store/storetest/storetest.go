@@ -71,6 +71,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Limits", testDefaultLimits},
 	}
 	tests = append(tests, redemptionTests...)
+	tests = append(tests, accessTests...)
+	tests = append(tests, queryTests...)
+	tests = append(tests, distributionTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
