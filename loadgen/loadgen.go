@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coupond/coupond/auth"
 )
 
 // Config describes one run.
@@ -52,6 +54,9 @@ type Config struct {
 	ClaimsPerUser int // query: claims each user makes before the run; default 3
 	Products      int // tags: products the batch tags; default 1000
 	IDs           int // tags: products a request names; default 20
+	// KeyID and KeySecret, if set, sign the measured requests with that
+	// API key (an app key that must sign); Token still sets the run up.
+	KeyID, KeySecret string
 	// Rate, if positive, paces the requests to this many per second in all
 	// (an open-loop run, for latency at a given load); 0 is as fast as the
 	// server answers.
@@ -136,12 +141,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				var r request
 				buf, r = next(buf[:0], n)
-				t0 := time.Now()
-				outcome := do(ctx, client, cfg.Token, r)
-				if outcome == "" { // cancelled mid-request at the end of the run
-					break
+				for req := &r; req != nil; req = req.then {
+					t0 := time.Now()
+					outcome := do(ctx, client, cfg, *req)
+					if outcome == "" { // cancelled mid-request at the end of the run
+						break
+					}
+					mine = append(mine, sample{at: t0.Sub(start), took: time.Since(t0), outcome: outcome})
+					if !succeeded(outcome) {
+						break
+					}
 				}
-				mine = append(mine, sample{at: t0.Sub(start), took: time.Since(t0), outcome: outcome})
 			}
 			mu.Lock()
 			samples[w] = mine
@@ -156,9 +166,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // request is one request of a run.
 type request struct {
+	kind        string // mixed runs: what the request is, prefixed to its outcome
 	method, url string
 	body        []byte
 	want        int
+	then        *request // sent next by the same client when this one succeeds
 }
 
 // prepare creates what the run needs and returns the maker of its n-th
@@ -200,6 +212,8 @@ func prepare(ctx context.Context, c *http.Client, cfg *Config) (func(buf []byte,
 			}
 			return buf, request{method: http.MethodGet, url: string(buf), want: http.StatusOK}
 		}, nil
+	case "mixed":
+		return prepareMixed(ctx, c, cfg)
 	case "tags":
 		products := cmp.Or(cfg.Products, 1000)
 		ids := min(cmp.Or(cfg.IDs, 20), 100)
@@ -222,7 +236,7 @@ func prepare(ctx context.Context, c *http.Client, cfg *Config) (func(buf []byte,
 			return buf, request{method: http.MethodGet, url: string(buf), want: http.StatusOK}
 		}, nil
 	}
-	return nil, fmt.Errorf("loadgen: unknown mode %q (claim, query, tags)", cfg.Mode)
+	return nil, fmt.Errorf("loadgen: unknown mode %q (claim, query, tags, mixed)", cfg.Mode)
 }
 
 // claimForUsers creates a batch and has every user claim per coupons of it.
@@ -297,7 +311,27 @@ type sample struct {
 	outcome  string
 }
 
-func do(ctx context.Context, c *http.Client, token string, r request) string {
+func do(ctx context.Context, c *http.Client, cfg Config, r request) string {
+	outcome := send(ctx, c, cfg, r)
+	if r.kind != "" && outcome != "" {
+		return r.kind + " " + outcome
+	}
+	return outcome
+}
+
+// succeeded says an outcome (of a kind or not) is a success.
+func succeeded(outcome string) bool {
+	_, o, _ := strings.Cut(outcome, " ")
+	if o == "" {
+		o = outcome
+	}
+	return o == "ok" || o == "created"
+}
+
+// send sends one request, signed with the app key when the run has one,
+// and returns its outcome: ok, created, a problem's code, http_<status>,
+// transport_error, or "" when the run ended during the request.
+func send(ctx context.Context, c *http.Client, cfg Config, r request) string {
 	var body io.Reader
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
@@ -306,7 +340,13 @@ func do(ctx context.Context, c *http.Client, token string, r request) string {
 	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if cfg.KeyID != "" {
+		if err := auth.SignRequest(req, cfg.KeyID, cfg.KeySecret, time.Now()); err != nil {
+			return "sign_error"
+		}
+	} else {
+		req.Header.Set("Authorization", "Bearer "+cfg.Token)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -27,10 +28,14 @@ func runLoadgen(ctx context.Context, args, environ []string, stdout, stderr io.W
 	fs.Int64Var(&cfg.Requests, "n", 0, "stop after this many requests (0: no limit)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.StringVar(&row, "row", "", "print the report as one markdown table row with this label")
-	fs.StringVar(&cfg.Mode, "mode", "claim", "claim (POST claims), query (GET a user's available coupons, and badges) or tags (GET product tags)")
+	fs.StringVar(&cfg.Mode, "mode", "claim", "claim (POST claims), query (GET a user's available coupons, and badges), tags (GET product tags) or mixed (claims, my coupons, badges, qualifications, reserve then confirm)")
+	fs.StringVar(&cfg.KeyID, "key-id", "", "sign the measured requests with this API key (an app key); -token still sets the run up")
+	fs.StringVar(&cfg.KeySecret, "key-secret", getenv(environ, "COUPOND_LOADGEN_KEY_SECRET"), "secret of -key-id (default $COUPOND_LOADGEN_KEY_SECRET)")
+	var save string
+	fs.StringVar(&save, "save", "", "also write the report as JSON to this file (bench/chart draws it)")
 	fs.StringVar(&cfg.UserPrefix, "user-prefix", "", "start of the user ids; default: unique per run")
-	fs.IntVar(&cfg.Users, "users", 1000, "query: users read in turn (each claims -claims-per-user coupons first unless -batch is set)")
-	fs.IntVar(&cfg.ClaimsPerUser, "claims-per-user", 3, "query: coupons each user claims before the run")
+	fs.IntVar(&cfg.Users, "users", 1000, "query, mixed: users read in turn (each claims -claims-per-user coupons first unless -batch is set in query mode)")
+	fs.IntVar(&cfg.ClaimsPerUser, "claims-per-user", 3, "query, mixed: coupons each user claims before the run (mixed: each is reserved and confirmed once)")
 	fs.IntVar(&cfg.Products, "products", 1000, "tags: products a new batch tags (unless -batch is set)")
 	fs.IntVar(&cfg.IDs, "ids", 20, "tags: products named per request, at most 100")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "requests per second in all (open loop); 0: as fast as answered")
@@ -45,6 +50,13 @@ func runLoadgen(ctx context.Context, args, environ []string, stdout, stderr io.W
 	if err != nil {
 		fmt.Fprintln(stderr, "coupond loadgen:", err)
 		return 1
+	}
+	if save != "" {
+		raw, _ := json.Marshal(r)
+		if err := os.WriteFile(save, raw, 0o644); err != nil {
+			fmt.Fprintln(stderr, "coupond loadgen:", err)
+			return 1
+		}
 	}
 	switch {
 	case row != "":
