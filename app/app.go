@@ -82,6 +82,10 @@ type App struct {
 	Distribution DistributionOptions
 	distribution distributionWorkers
 
+	// Archive tunes the archiver (see archive.go).
+	Archive  ArchiveOptions
+	archiver *worker.Archiver
+
 	// SMSSender, if set before Run, sends the SMS challenges' codes instead
 	// of the configured sender (tests read the codes with it).
 	SMSSender sms.Sender
@@ -194,6 +198,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.startAccess(ctx); err != nil {
 		return err
 	}
+	if err := a.startArchive(bg); err != nil {
+		return err
+	}
 
 	a.ln, err = net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
@@ -253,6 +260,7 @@ func (a *App) Close() {
 	a.stopQuery()
 	a.stopAccess()
 	a.stopDistribution()
+	a.stopArchive()
 	if a.Service != nil {
 		a.Service.Close()
 	}

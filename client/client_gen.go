@@ -2751,6 +2751,9 @@ type ListUserClaimsParams struct {
 	Limit int64
 	// next_cursor of the previous page
 	Cursor string
+	// list archived coupons too (used, expired and refunded long ago), in the same order; a cursor of
+	// either list continues either
+	History bool
 }
 
 // ListUserClaims calls GET /v1/users/{user_id}/claims: List a user's coupons.
@@ -2771,6 +2774,9 @@ func (c *Client) ListUserClaims(ctx context.Context, userID string, params *List
 		}
 		if params.Cursor != "" {
 			query.Set("cursor", params.Cursor)
+		}
+		if params.History {
+			query.Set("history", "true")
 		}
 	}
 	var out ClaimList

@@ -64,6 +64,14 @@ type Config struct {
 		UserCacheTTL   time.Duration // how long a user's cached claims live without a change
 		TagsWebhookURL string        // receives product.tags_changed as POSTs; empty: none
 	}
+	// Archive configures hot and cold claims (docs/data.md): settled claims
+	// leave the hot table after After, archived ones are dropped after
+	// Retention.
+	Archive struct {
+		After     time.Duration // 0: claims are never archived
+		Retention time.Duration // 0: archived claims are kept forever
+		Batch     int           // claims moved per transaction
+	}
 	// Access configures API keys, request signatures and the lists.
 	Access struct {
 		KeySecret     string        // derives API keys' secrets; shared by every instance
@@ -186,6 +194,9 @@ func (c *Config) options() []option {
 		{"expiring-lead", "COUPOND_EXPIRING_LEAD", "how long before a coupon expires claim.expiring is published", dur(&c.Redemption.ExpiringLead), "24h"},
 		{"user-cache-ttl", "COUPOND_USER_CACHE_TTL", "how long a user's cached coupons live without a change (a change drops them at once)", dur(&c.Query.UserCacheTTL), "10m"},
 		{"tags-webhook-url", "COUPOND_TAGS_WEBHOOK_URL", "URL that receives every product.tags_changed event as a POST; empty: none", str(&c.Query.TagsWebhookURL), ""},
+		{"archive-after", "COUPOND_ARCHIVE_AFTER", "settled claims (used, expired, refunded) claimed and last changed this long ago move to the archive; longer than any refund may come (e.g. 2160h); 0: never", dur(&c.Archive.After), "0"},
+		{"archive-retention", "COUPOND_ARCHIVE_RETENTION", "archived claims claimed this long ago are deleted (PostgreSQL: whole monthly partitions dropped); 0: kept forever", dur(&c.Archive.Retention), "0"},
+		{"archive-batch", "COUPOND_ARCHIVE_BATCH", "claims the archiver moves per transaction", num(&c.Archive.Batch), "500"},
 		{"key-secret", "COUPOND_KEY_SECRET", "secret from which API keys' secrets are derived; every instance must share it (prefer the environment variable). Empty: derived from COUPOND_ADMIN_TOKEN if set, else kept in <data-dir>/key-secret", str(&c.Access.KeySecret), ""},
 		{"signature-skew", "COUPOND_SIGNATURE_SKEW", "how far a signed request's timestamp may be from the server's clock", dur(&c.Access.SignatureSkew), "5m"},
 		{"app-keys-bearer", "COUPOND_APP_KEYS_BEARER", "admit app keys presented as bearer tokens; false: app keys must sign their requests", boolean(&c.Access.AppKeysBearer), "false"},
@@ -264,6 +275,10 @@ func Load(fs *flag.FlagSet, args, environ []string) (Config, []string, error) {
 	}
 	if err := c.validAccess(); err != nil {
 		return c, warnings, err
+	}
+	if a := c.Archive; a.After < 0 || a.Retention < 0 || a.Batch < 1 || a.Batch > 10000 ||
+		(a.Retention > 0 && a.After > 0 && a.Retention <= a.After) {
+		return c, warnings, fmt.Errorf("archive-after and archive-retention must not be negative, retention longer than archive-after, and archive-batch between 1 and 10000")
 	}
 	return c, warnings, nil
 }

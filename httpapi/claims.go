@@ -74,12 +74,13 @@ func (h *handlers) registerClaims(api huma.API) {
 		OperationID: "list-user-claims", Method: http.MethodGet, Path: "/v1/users/{user_id}/claims", Tags: []string{"claims"},
 		Summary: "List a user's coupons", Description: "Ordered by expiry, soonest first; keyset-paginated.",
 	}, func(ctx context.Context, in *struct {
-		UserID string `path:"user_id" maxLength:"128"`
-		Status string `query:"status" enum:"available,locked,used,expired,refunded" doc:"only coupons in this status (as of now)"`
-		Limit  int    `query:"limit" minimum:"1" maximum:"100" default:"20"`
-		Cursor string `query:"cursor" maxLength:"256" doc:"next_cursor of the previous page"`
+		UserID  string `path:"user_id" maxLength:"128"`
+		Status  string `query:"status" enum:"available,locked,used,expired,refunded" doc:"only coupons in this status (as of now)"`
+		Limit   int    `query:"limit" minimum:"1" maximum:"100" default:"20"`
+		Cursor  string `query:"cursor" maxLength:"256" doc:"next_cursor of the previous page"`
+		History bool   `query:"history" doc:"list archived coupons too (used, expired and refunded long ago), in the same order; a cursor of either list continues either"`
 	}) (*struct{ Body ClaimList }, error) {
-		cs, next, err := h.svc.UserClaims(ctx, service.UserClaimQuery{UserID: in.UserID, Status: in.Status, Cursor: in.Cursor, Limit: in.Limit})
+		cs, next, err := h.svc.UserClaims(ctx, service.UserClaimQuery{UserID: in.UserID, Status: in.Status, Cursor: in.Cursor, Limit: in.Limit, History: in.History})
 		if err != nil {
 			return nil, problem(err, "query")
 		}

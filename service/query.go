@@ -19,6 +19,8 @@ type UserClaimQuery struct {
 	Status string // available, locked, used, expired, refunded; "" any
 	Cursor string
 	Limit  int
+	// History lists archived claims too, in the same order (archive.go).
+	History bool
 }
 
 // UserClaims lists a user's coupons ordered by expiry, soonest first, with
@@ -46,6 +48,9 @@ func (s *Service) UserClaims(ctx context.Context, q UserClaimQuery) ([]*coupon.C
 		return nil, "", err
 	}
 	now := s.clock()
+	if q.History {
+		return s.userClaimHistory(ctx, q.UserID, status, afterTo, afterID, limit, now)
+	}
 	view, err := s.userClaims(ctx, q.UserID)
 	if err != nil {
 		return nil, "", err

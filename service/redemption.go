@@ -557,6 +557,9 @@ func (s *Service) refundOnce(ctx context.Context, r *coupon.Redemption, req Refu
 		if errors.Is(err, store.ErrStale) {
 			return nil, err
 		}
+		if errors.Is(err, store.ErrArchived) {
+			return nil, coupon.Errorf(coupon.CodeConflict, "redemption %s: a coupon of it was archived (COUPOND_ARCHIVE_AFTER) and can no longer be refunded", r.ID)
+		}
 		return nil, unavailable("refund", err)
 	}
 	s.onCommit()

@@ -73,10 +73,12 @@ type AuditCheck struct {
 }
 
 // AuditChecks are the checks of Auditor, in the order they are reported.
+// The claim checks read claims_all, the hot and the archived claims
+// (migration 00008): a code may not be in one claim of each.
 var AuditChecks = []AuditCheck{
-	{InvariantOverTotal, `SELECT b.id, b.total_quantity, COUNT(*) FROM claims c JOIN batches b ON b.id = c.batch_id
+	{InvariantOverTotal, `SELECT b.id, b.total_quantity, COUNT(*) FROM claims_all c JOIN batches b ON b.id = c.batch_id
 		GROUP BY b.id, b.total_quantity HAVING COUNT(*) > b.total_quantity ORDER BY b.id LIMIT ?`, false, countOver("claims")},
-	{InvariantOverUserLimit, `SELECT c.batch_id, c.user_id, COUNT(*), b.per_user_limit FROM claims c JOIN batches b ON b.id = c.batch_id
+	{InvariantOverUserLimit, `SELECT c.batch_id, c.user_id, COUNT(*), b.per_user_limit FROM claims_all c JOIN batches b ON b.id = c.batch_id
 		GROUP BY c.batch_id, c.user_id, b.per_user_limit HAVING COUNT(*) > b.per_user_limit ORDER BY c.batch_id, c.user_id LIMIT ?`, false,
 		func(r Scanner) (Violation, error) {
 			var v Violation
@@ -86,7 +88,7 @@ var AuditChecks = []AuditCheck{
 			v.IDs, v.Detail = []string{user}, fmt.Sprintf("user %s holds %d claims, per-user limit %d", user, n, limit)
 			return v, err
 		}},
-	{InvariantCodeTwice, `SELECT MIN(batch_id), code, COUNT(*) FROM claims GROUP BY code HAVING COUNT(*) > 1 ORDER BY code LIMIT ?`, false,
+	{InvariantCodeTwice, `SELECT MIN(batch_id), code, COUNT(*) FROM claims_all GROUP BY code HAVING COUNT(*) > 1 ORDER BY code LIMIT ?`, false,
 		func(r Scanner) (Violation, error) {
 			var v Violation
 			var code string
@@ -95,7 +97,7 @@ var AuditChecks = []AuditCheck{
 			v.IDs, v.Detail = []string{code}, fmt.Sprintf("code %s is in %d claims", code, n)
 			return v, err
 		}},
-	{InvariantCodeNotInBatch, `SELECT c.batch_id, c.id, c.code FROM claims c
+	{InvariantCodeNotInBatch, `SELECT c.batch_id, c.id, c.code FROM claims_all c
 		LEFT JOIN codes k ON k.batch_id = c.batch_id AND k.code = c.code WHERE k.code IS NULL ORDER BY c.id LIMIT ?`, false,
 		func(r Scanner) (Violation, error) {
 			var v Violation

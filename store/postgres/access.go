@@ -422,9 +422,9 @@ func (s *Store) AddClaimDevices(ctx context.Context, ds []store.ClaimDevice) err
 // IdentityCounts counts a batch's claims per phone and per recorded device,
 // in one statement.
 func (s *Store) IdentityCounts(ctx context.Context, batchID string) (map[string]int, error) {
-	rows, err := s.primary.Query(ctx, `SELECT 'phone:' || phone, count(*) FROM claims WHERE batch_id = $1 AND phone <> '' GROUP BY phone
+	rows, err := s.primary.Query(ctx, `SELECT 'phone:' || phone, count(*) FROM claims_all WHERE batch_id = $1 AND phone <> '' GROUP BY phone
 		UNION ALL
-		SELECT 'device:' || d.device_id, count(*) FROM claim_devices d JOIN claims c ON c.id = d.claim_id
+		SELECT 'device:' || d.device_id, count(*) FROM claim_devices d JOIN claims_all c ON c.id = d.claim_id
 		WHERE d.batch_id = $1 GROUP BY d.device_id`, batchID)
 	if err != nil {
 		return nil, wrap("identity counts", err)

@@ -155,7 +155,8 @@ func (s *Store) SetBatchStatus(ctx context.Context, p store.SetBatchStatus) (*co
 // (batch_id, user_id, user_seq) index.
 func (s *Store) ClaimedCount(ctx context.Context, batchID string) (int64, error) {
 	var n int64
-	if err := s.primary.QueryRow(ctx, `SELECT count(*) FROM claims WHERE batch_id = $1`, batchID).Scan(&n); err != nil {
+	if err := s.primary.QueryRow(ctx, `SELECT (SELECT count(*) FROM claims WHERE batch_id = $1)
+		+ (SELECT count(*) FROM claims_archive WHERE batch_id = $1)`, batchID).Scan(&n); err != nil {
 		return 0, wrap("count claims of batch "+batchID, err)
 	}
 	return n, nil

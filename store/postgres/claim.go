@@ -419,7 +419,7 @@ func (s *Store) ClaimedCodes(ctx context.Context, codes []string) ([]string, err
 	if len(codes) == 0 {
 		return nil, nil
 	}
-	rows, err := s.primary.Query(ctx, `SELECT code FROM claims WHERE code = ANY($1::text[])`, codes)
+	rows, err := s.primary.Query(ctx, `SELECT code FROM claims_all WHERE code = ANY($1::text[])`, codes)
 	if err != nil {
 		return nil, wrap("claimed codes", err)
 	}
@@ -432,7 +432,7 @@ func (s *Store) ClaimedCodes(ctx context.Context, codes []string) ([]string, err
 
 // GetClaim returns a claim, or ErrNotFound.
 func (s *Store) GetClaim(ctx context.Context, id string) (*coupon.Claim, error) {
-	c, err := scanClaim(s.primary.QueryRow(ctx, `SELECT `+claimColumns+` FROM claims WHERE id = $1`, id))
+	c, err := scanClaim(s.primary.QueryRow(ctx, `SELECT `+claimColumns+` FROM claims_all WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: claim %s: %w", id, store.ErrNotFound)
 	}
@@ -445,7 +445,7 @@ func (s *Store) GetClaim(ctx context.Context, id string) (*coupon.Claim, error) 
 // GetClaimByKey returns the claim a user made in a batch with an idempotency
 // key, or ErrNotFound.
 func (s *Store) GetClaimByKey(ctx context.Context, batchID, userID, key string) (*coupon.Claim, error) {
-	c, err := scanClaim(s.primary.QueryRow(ctx, `SELECT `+claimColumns+` FROM claims
+	c, err := scanClaim(s.primary.QueryRow(ctx, `SELECT `+claimColumns+` FROM claims_all
 		WHERE batch_id = $1 AND user_id = $2 AND idempotency_key = $3`, batchID, userID, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: claim with key %q: %w", key, store.ErrNotFound)

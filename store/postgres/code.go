@@ -218,6 +218,7 @@ func (s *Store) UnclaimedCodes(ctx context.Context, batchID string, afterSeq, th
 		rows, err := tx.Query(ctx, `SELECT c.code, c.amount FROM codes c
 			WHERE c.batch_id = $1 AND c.seq > $2 AND c.seq <= $3
 			AND NOT EXISTS (SELECT 1 FROM claims cl WHERE cl.code = c.code)
+			AND NOT EXISTS (SELECT 1 FROM claims_archive cl WHERE cl.code = c.code)
 			ORDER BY c.seq`, batchID, afterSeq, throughSeq)
 		if err != nil {
 			return wrap(op, err)
@@ -248,7 +249,7 @@ func (s *Store) GetCode(ctx context.Context, code string) (*coupon.Code, error) 
 		claimedAt *time.Time
 	)
 	err := s.primary.QueryRow(ctx, `SELECT c.code, c.batch_id, c.seq, c.amount, c.tags, c.created_at, cl.id, cl.claimed_at
-		FROM codes c LEFT JOIN claims cl ON cl.code = c.code
+		FROM codes c LEFT JOIN claims_all cl ON cl.code = c.code
 		WHERE c.code = $1`, code).
 		Scan(&c.Code, &c.BatchID, &c.Seq, &c.Amount, &c.Tags, &c.CreatedAt, &claimID, &claimedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -281,6 +282,7 @@ func (s *Store) Snapshot(ctx context.Context, batchID string) (*store.BatchSnaps
 
 		rows, err := tx.Query(ctx, `SELECT c.code, c.amount FROM codes c
 			WHERE c.batch_id = $1 AND NOT EXISTS (SELECT 1 FROM claims cl WHERE cl.code = c.code)
+			AND NOT EXISTS (SELECT 1 FROM claims_archive cl WHERE cl.code = c.code)
 			ORDER BY c.seq`, batchID)
 		if err != nil {
 			return wrap(op, err)
@@ -298,7 +300,7 @@ func (s *Store) Snapshot(ctx context.Context, batchID string) (*store.BatchSnaps
 			return wrap(op+": pool", err)
 		}
 
-		rows, err = tx.Query(ctx, `SELECT user_id, user_seq FROM claims
+		rows, err = tx.Query(ctx, `SELECT user_id, user_seq FROM claims_all
 			WHERE batch_id = $1 ORDER BY user_id, user_seq`, batchID)
 		if err != nil {
 			return wrap(op, err)
@@ -313,7 +315,7 @@ func (s *Store) Snapshot(ctx context.Context, batchID string) (*store.BatchSnaps
 			return wrap(op+": users", err)
 		}
 
-		rows, err = tx.Query(ctx, `SELECT user_id, idempotency_key, id, code, amount, user_seq FROM claims
+		rows, err = tx.Query(ctx, `SELECT user_id, idempotency_key, id, code, amount, user_seq FROM claims_all
 			WHERE batch_id = $1 AND idempotency_key IS NOT NULL ORDER BY user_id, idempotency_key`, batchID)
 		if err != nil {
 			return wrap(op, err)

@@ -62,7 +62,8 @@ func TestMigrations(t *testing.T) {
 	require.ElementsMatch(t, []string{"batches", "rules", "codes", "claims", "outbox", "goose_db_version",
 		"redemptions", "redemption_claims", "claim_expiry", "batch_stats", "stats_seen", "batch_flags",
 		"api_keys", "list_entries", "list_version", "risk_rule_sets", "refusals", "claim_devices",
-		"grant_jobs", "grant_job_users", "grant_job_failures"}, tables(t, u, schema))
+		"grant_jobs", "grant_job_users", "grant_job_failures",
+		"claims_archive", "claims_archive_default", "claims_all"}, tables(t, u, schema))
 
 	s := open(t, Config{URL: u, Schema: schema})
 	ok, err := s.MigrationsApplied(ctx)

@@ -282,6 +282,13 @@ func (s *Store) RefundRedemption(ctx context.Context, p store.RefundRedemption) 
 				WHERE redemption_id = $2 AND claim_id = $3 AND status = 'confirmed'`, string(c.Line), p.ID, c.ClaimID); err != nil {
 				return err
 			}
+			var archived bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM claims_archive WHERE id = $1)`, c.ClaimID).Scan(&archived); err != nil {
+				return wrap(op, err)
+			}
+			if archived {
+				return fmt.Errorf("postgres: claim %s: %w", c.ClaimID, store.ErrArchived)
+			}
 			if err := execOne(ctx, tx, op, `UPDATE claims SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'used'`,
 				string(to), p.At, c.ClaimID); err != nil {
 				return err

@@ -453,8 +453,8 @@ func (s *Store) IdentityCounts(ctx context.Context, batchID string) (map[string]
 		for _, q := range []struct {
 			prefix, query string
 		}{
-			{"phone:", `SELECT phone, count(*) FROM claims WHERE batch_id = ? AND phone <> '' GROUP BY phone`},
-			{"device:", `SELECT d.device_id, count(*) FROM claim_devices d JOIN claims c ON c.id = d.claim_id
+			{"phone:", `SELECT phone, count(*) FROM claims_all WHERE batch_id = ? AND phone <> '' GROUP BY phone`},
+			{"device:", `SELECT d.device_id, count(*) FROM claim_devices d JOIN claims_all c ON c.id = d.claim_id
 				WHERE d.batch_id = ? GROUP BY d.device_id`},
 		} {
 			rows, err := tx.QueryContext(ctx, q.query, batchID)

@@ -178,7 +178,8 @@ func (s *Store) SetBatchStatus(ctx context.Context, p store.SetBatchStatus) (*co
 // (batch_id, user_id, user_seq) index.
 func (s *Store) ClaimedCount(ctx context.Context, batchID string) (int64, error) {
 	var n int64
-	err := s.reader.QueryRowContext(ctx, `SELECT count(*) FROM claims WHERE batch_id = ?`, batchID).Scan(&n)
+	err := s.reader.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM claims WHERE batch_id = ?)
+		+ (SELECT count(*) FROM claims_archive WHERE batch_id = ?)`, batchID, batchID).Scan(&n)
 	if err != nil {
 		return 0, wrap("count claims of batch "+batchID, err)
 	}

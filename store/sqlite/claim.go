@@ -99,7 +99,7 @@ func (s *Store) InsertClaims(ctx context.Context, writes []store.ClaimWrite) []e
 
 // GetClaim returns a claim, or ErrNotFound.
 func (s *Store) GetClaim(ctx context.Context, id string) (*coupon.Claim, error) {
-	c, err := scanClaim(s.reader.QueryRowContext(ctx, `SELECT `+claimColumns+` FROM claims WHERE id = ?`, id))
+	c, err := scanClaim(s.reader.QueryRowContext(ctx, `SELECT `+claimColumns+` FROM claims_all WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: claim %s: %w", id, store.ErrNotFound)
 	}
@@ -112,7 +112,7 @@ func (s *Store) GetClaim(ctx context.Context, id string) (*coupon.Claim, error) 
 // GetClaimByKey returns the claim a user made in a batch with an idempotency
 // key, or ErrNotFound.
 func (s *Store) GetClaimByKey(ctx context.Context, batchID, userID, key string) (*coupon.Claim, error) {
-	c, err := scanClaim(s.reader.QueryRowContext(ctx, `SELECT `+claimColumns+` FROM claims
+	c, err := scanClaim(s.reader.QueryRowContext(ctx, `SELECT `+claimColumns+` FROM claims_all
 		WHERE batch_id = ? AND user_id = ? AND idempotency_key = ?`, batchID, userID, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: claim with key %q: %w", key, store.ErrNotFound)

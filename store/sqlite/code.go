@@ -134,6 +134,7 @@ func (s *Store) UnclaimedCodes(ctx context.Context, batchID string, afterSeq, th
 		rows, err := tx.QueryContext(ctx, `SELECT c.code, c.amount FROM codes c
 			WHERE c.batch_id = ? AND c.seq > ? AND c.seq <= ?
 			AND NOT EXISTS (SELECT 1 FROM claims cl WHERE cl.code = c.code)
+			AND NOT EXISTS (SELECT 1 FROM claims_archive cl WHERE cl.code = c.code)
 			ORDER BY c.seq`, batchID, afterSeq, throughSeq)
 		if err != nil {
 			return wrap(op, err)
@@ -165,7 +166,7 @@ func (s *Store) GetCode(ctx context.Context, code string) (*coupon.Code, error) 
 		claimedAt sql.NullInt64
 	)
 	err := s.reader.QueryRowContext(ctx, `SELECT c.code, c.batch_id, c.seq, c.amount, c.tags, c.created_at, cl.id, cl.claimed_at
-		FROM codes c LEFT JOIN claims cl ON cl.code = c.code
+		FROM codes c LEFT JOIN claims_all cl ON cl.code = c.code
 		WHERE c.code = ?`, code).
 		Scan(&c.Code, &c.BatchID, &c.Seq, &c.Amount, &tags, &createdAt, &claimID, &claimedAt)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -200,6 +201,7 @@ func (s *Store) Snapshot(ctx context.Context, batchID string) (*store.BatchSnaps
 
 		rows, err := tx.QueryContext(ctx, `SELECT c.code, c.amount FROM codes c
 			WHERE c.batch_id = ? AND NOT EXISTS (SELECT 1 FROM claims cl WHERE cl.code = c.code)
+			AND NOT EXISTS (SELECT 1 FROM claims_archive cl WHERE cl.code = c.code)
 			ORDER BY c.seq`, batchID)
 		if err != nil {
 			return wrap(op, err)
@@ -220,7 +222,7 @@ func (s *Store) Snapshot(ctx context.Context, batchID string) (*store.BatchSnaps
 			return wrap(op+": pool", err)
 		}
 
-		rows, err = tx.QueryContext(ctx, `SELECT user_id, user_seq FROM claims
+		rows, err = tx.QueryContext(ctx, `SELECT user_id, user_seq FROM claims_all
 			WHERE batch_id = ? ORDER BY user_id, user_seq`, batchID)
 		if err != nil {
 			return wrap(op, err)
@@ -238,7 +240,7 @@ func (s *Store) Snapshot(ctx context.Context, batchID string) (*store.BatchSnaps
 			return wrap(op+": users", err)
 		}
 
-		rows, err = tx.QueryContext(ctx, `SELECT user_id, idempotency_key, id, code, amount, user_seq FROM claims
+		rows, err = tx.QueryContext(ctx, `SELECT user_id, idempotency_key, id, code, amount, user_seq FROM claims_all
 			WHERE batch_id = ? AND idempotency_key IS NOT NULL ORDER BY user_id, idempotency_key`, batchID)
 		if err != nil {
 			return wrap(op, err)

@@ -10,7 +10,7 @@ func (s *Store) ClaimedCodes(ctx context.Context, codes []string) ([]string, err
 	if len(codes) == 0 {
 		return nil, nil
 	}
-	rows, err := s.reader.QueryContext(ctx, `SELECT code FROM claims WHERE code IN (SELECT value FROM json_each(?))`, jsonStrings(codes))
+	rows, err := s.reader.QueryContext(ctx, `SELECT code FROM claims_all WHERE code IN (SELECT value FROM json_each(?))`, jsonStrings(codes))
 	if err != nil {
 		return nil, wrap("claimed codes", err)
 	}

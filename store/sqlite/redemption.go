@@ -294,6 +294,13 @@ func (s *Store) RefundRedemption(ctx context.Context, p store.RefundRedemption) 
 				WHERE redemption_id = ? AND claim_id = ? AND status = 'confirmed'`, string(c.Line), p.ID, c.ClaimID); err != nil {
 				return err
 			}
+			var archived bool
+			if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM claims_archive WHERE id = ?)`, c.ClaimID).Scan(&archived); err != nil {
+				return wrap(op, err)
+			}
+			if archived {
+				return fmt.Errorf("sqlite: claim %s: %w", c.ClaimID, store.ErrArchived)
+			}
 			if err := execOne(ctx, tx, op, `UPDATE claims SET status = ?, updated_at = ? WHERE id = ? AND status = 'used'`,
 				string(to), at, c.ClaimID); err != nil {
 				return err

@@ -74,6 +74,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	tests = append(tests, accessTests...)
 	tests = append(tests, queryTests...)
 	tests = append(tests, distributionTests...)
+	tests = append(tests, archiveTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

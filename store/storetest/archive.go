@@ -1,0 +1,347 @@
+package storetest
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/coupond/coupond/coupon"
+	"github.com/coupond/coupond/store"
+)
+
+var archiveTests = []struct {
+	name string
+	fn   func(t *testing.T, f *fixture)
+}{
+	{"Archive/Move", testArchiveMove},
+	{"Archive/RedeemedClaims", testArchiveRedeemed},
+	{"Archive/DuringClaims", testArchiveDuringClaims},
+	{"Archive/HistoryPages", testArchiveHistoryPages},
+	{"Archive/Prune", testArchivePrune},
+}
+
+// later is after every fixture claim: archiving before it takes every
+// settled fixture claim.
+var later = base.Add(1000 * time.Hour)
+
+func archiver(t *testing.T, f *fixture) store.ArchiveStore {
+	a, ok := f.s.(store.ArchiveStore)
+	if !ok {
+		t.Skip("the store has no archive")
+	}
+	return a
+}
+
+// archiveAll archives in chunks of limit until a chunk comes back short, and
+// returns how many claims moved and in how many chunks.
+func archiveAll(t *testing.T, f *fixture, before time.Time, limit int) (moved, chunks int) {
+	t.Helper()
+	a := archiver(t, f)
+	for {
+		res, err := a.ArchiveClaims(f.ctx, store.ArchiveClaims{Before: before, At: later, Limit: limit})
+		require.NoError(t, err)
+		moved += res.Moved
+		chunks++
+		if res.Moved < limit {
+			return moved, chunks
+		}
+	}
+}
+
+func history(t *testing.T, f *fixture, user string, limit int, afterTo time.Time, afterID string) []*coupon.Claim {
+	t.Helper()
+	cs, err := archiver(t, f).ListUserClaimHistory(f.ctx, store.UserClaimFilter{
+		UserID: user, Now: later, Limit: limit, AfterValidTo: afterTo, AfterID: afterID})
+	require.NoError(t, err)
+	return cs
+}
+
+func claimIDs(cs []*coupon.Claim) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.ID
+	}
+	return out
+}
+
+// testArchiveMove: only settled, old claims move, in chunks; every read
+// that must see every claim ever made still sees the archived ones.
+func testArchiveMove(t *testing.T, f *fixture) {
+	archiver(t, f)
+	b := f.createBatch(func(b *coupon.Batch) { b.PerUserLimit = 10 })
+	cs := f.addCodes(b, 12)
+	statuses := []coupon.ClaimStatus{
+		coupon.ClaimUsed, coupon.ClaimUsed, coupon.ClaimUsed, coupon.ClaimExpired, coupon.ClaimExpired,
+		coupon.ClaimRefunded, coupon.ClaimUsed, coupon.ClaimAvailable, coupon.ClaimAvailable, coupon.ClaimLocked,
+	}
+	var writes []store.ClaimWrite
+	for i, st := range statuses {
+		w := f.claim(b, cs[i], "alice", i+1, fmt.Sprint("key-", i))
+		w.Claim.Status, w.Claim.Phone = st, "+8613800000000"
+		if i == 6 { // used, but only lately: kept hot
+			w.Claim.UpdatedAt = later.Add(time.Hour)
+		}
+		writes = append(writes, w)
+	}
+	f.insert(writes...)
+
+	moved, chunks := archiveAll(t, f, later, 2)
+	require.Equal(t, 6, moved)
+	require.Equal(t, 4, chunks, "2+2+2, then an empty chunk")
+	again, _ := archiveAll(t, f, later, 2)
+	require.Zero(t, again, "archival is resumable: a finished run moves nothing more")
+
+	hot, err := f.s.ListUserClaims(f.ctx, store.UserClaimFilter{UserID: "alice", Now: later})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{writes[6].Claim.ID, writes[7].Claim.ID, writes[8].Claim.ID, writes[9].Claim.ID}, claimIDs(hot))
+	all := history(t, f, "alice", 100, time.Time{}, "")
+	require.Len(t, all, len(statuses))
+	for i, c := range all {
+		if i > 0 {
+			require.Less(t, all[i-1].ID, c.ID, "history in (valid_to, id) order")
+		}
+	}
+
+	n, err := f.s.ClaimedCount(f.ctx, b.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, len(statuses), n)
+	for i := range 6 {
+		got, err := f.s.GetClaim(f.ctx, writes[i].Claim.ID)
+		require.NoError(t, err)
+		require.Equal(t, normClaim(writes[i].Claim), got)
+		got, err = f.s.GetClaimByKey(f.ctx, b.ID, "alice", writes[i].Claim.IdempotencyKey)
+		require.NoError(t, err, "an idempotent replay finds the archived claim")
+		require.Equal(t, writes[i].Claim.ID, got.ID)
+		code, err := f.s.GetCode(f.ctx, cs[i].Code)
+		require.NoError(t, err)
+		require.Equal(t, coupon.CodeClaimed, code.Status)
+		require.Equal(t, writes[i].Claim.ID, code.ClaimID)
+	}
+	claimed, err := f.s.ClaimedCodes(f.ctx, []string{cs[0].Code, cs[5].Code, cs[9].Code, cs[11].Code})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{cs[0].Code, cs[5].Code, cs[9].Code}, claimed)
+	pool, err := f.s.UnclaimedCodes(f.ctx, b.ID, 0, 12)
+	require.NoError(t, err)
+	require.Equal(t, []store.PoolCode{{Code: cs[10].Code, Amount: cs[10].Amount}, {Code: cs[11].Code, Amount: cs[11].Amount}}, pool)
+
+	snap, err := f.s.Snapshot(f.ctx, b.ID)
+	require.NoError(t, err)
+	require.Equal(t, pool, snap.Pool, "an archived code never goes back to the pool")
+	require.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, snap.Users["alice"], "archived sequence numbers stay taken")
+	require.Len(t, snap.Keys, len(statuses), "archived idempotency keys are remembered")
+
+	if ac, ok := f.s.(store.AccessStore); ok {
+		counts, err := ac.IdentityCounts(f.ctx, b.ID)
+		require.NoError(t, err)
+		require.Equal(t, len(statuses), counts["phone:+8613800000000"], "a phone's archived claims count toward its limit")
+	}
+	if au, ok := f.s.(store.Auditor); ok {
+		vs, err := au.Audit(f.ctx, store.AuditParams{Now: later})
+		require.NoError(t, err)
+		for _, v := range vs {
+			require.NotContains(t, []string{store.InvariantOverTotal, store.InvariantOverUserLimit, store.InvariantCodeTwice, store.InvariantCodeNotInBatch}, v.Invariant, "%+v", v)
+		}
+	}
+
+	// The hot table still refuses what it refused: a sequence number or key
+	// of a hot claim.
+	w := f.claim(b, cs[10], "alice", 8, "")
+	requireOutcome(t, f.s.InsertClaims(f.ctx, []store.ClaimWrite{w})[0], store.ErrSeqTaken)
+}
+
+// testArchiveRedeemed: a claim used by a confirmed redemption is archived
+// and the redemption still reads whole; a claim a reservation holds stays.
+func testArchiveRedeemed(t *testing.T, f *fixture) {
+	archiver(t, f)
+	b := f.createBatch()
+	cs := f.claims(b, 2, func(c *coupon.Claim) { c.UserID = "bob" })
+	direct := f.reserve(f.redemption("order-1", "bob", cs[0]))
+	_, changed, err := f.s.ConfirmRedemption(f.ctx, f.change(direct.ID, "redemption.confirmed", at))
+	require.NoError(t, err)
+	require.True(t, changed)
+	held := f.reserve(f.redemption("order-2", "bob", cs[1]))
+	f.requireClaims(coupon.ClaimUsed, cs[0])
+	f.requireClaims(coupon.ClaimLocked, cs[1])
+
+	moved, _ := archiveAll(t, f, later, 10)
+	require.Equal(t, 1, moved)
+	hot, err := f.s.ListUserClaims(f.ctx, store.UserClaimFilter{UserID: "bob", Now: at})
+	require.NoError(t, err)
+	require.Equal(t, []string{cs[1].ID}, claimIDs(hot))
+	r, err := f.s.GetRedemption(f.ctx, direct.ID)
+	require.NoError(t, err)
+	require.Len(t, r.Claims, 1)
+	require.Equal(t, cs[0].ID, r.Claims[0].ClaimID)
+	f.requireClaims(coupon.ClaimUsed, cs[0])
+	_, err = f.s.GetRedemption(f.ctx, held.ID)
+	require.NoError(t, err)
+}
+
+// testArchiveDuringClaims: archival runs while claims are written; no claim
+// is lost or duplicated, every history lists each of its user's claims once,
+// and the snapshot a rebuild reads keeps every archived code out of the pool
+// and every archived sequence number taken.
+func testArchiveDuringClaims(t *testing.T, f *fixture) {
+	a := archiver(t, f)
+	const (
+		writers  = 4
+		rounds   = 15
+		perRound = 5
+		users    = 10
+		limit    = writers * rounds * perRound / users
+	)
+	b := f.createBatch(func(b *coupon.Batch) { b.TotalQuantity, b.PerUserLimit = 1000, limit })
+	codes := f.addCodes(b, writers*rounds*perRound+20)
+
+	// Every claim is settled and old, so each can be archived the moment it
+	// commits: the archiver races the writers as hard as it can.
+	var mu sync.Mutex
+	seq := map[string]int{}
+	next := 0
+	take := func(w int) store.ClaimWrite {
+		mu.Lock()
+		defer mu.Unlock()
+		user := fmt.Sprint("user-", next%users)
+		seq[user]++
+		c := f.claim(b, codes[next], user, seq[user], fmt.Sprint("k-", next))
+		next++
+		c.Claim.Status = coupon.ClaimUsed
+		return c
+	}
+	var wg sync.WaitGroup
+	var written []string
+	var wmu sync.Mutex
+	for w := range writers {
+		wg.Go(func() {
+			for range rounds {
+				batch := make([]store.ClaimWrite, perRound)
+				for i := range batch {
+					batch[i] = take(w)
+				}
+				for i, err := range f.s.InsertClaims(f.ctx, batch) {
+					require.NoError(t, err)
+					wmu.Lock()
+					written = append(written, batch[i].Claim.ID)
+					wmu.Unlock()
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	archived := 0
+	var awg sync.WaitGroup
+	awg.Go(func() {
+		for {
+			res, err := a.ArchiveClaims(f.ctx, store.ArchiveClaims{Before: later, Limit: 7})
+			require.NoError(t, err)
+			archived += res.Moved
+			select {
+			case <-done:
+				if res.Moved < 7 {
+					return
+				}
+			default:
+			}
+		}
+	})
+	wg.Wait()
+	close(done)
+	awg.Wait()
+
+	total := writers * rounds * perRound
+	require.Len(t, written, total)
+	require.Equal(t, total, archived, "every claim archived once")
+	n, err := f.s.ClaimedCount(f.ctx, b.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, total, n, "no claim lost or counted twice")
+	hot, err := f.s.ListUserClaims(f.ctx, store.UserClaimFilter{UserID: "user-0", Now: later})
+	require.NoError(t, err)
+	require.Empty(t, hot)
+
+	var listed []string
+	for u := range users {
+		cs := history(t, f, fmt.Sprint("user-", u), 1000, time.Time{}, "")
+		require.Len(t, cs, limit)
+		listed = append(listed, claimIDs(cs)...)
+	}
+	slices.Sort(listed)
+	slices.Sort(written)
+	require.Equal(t, written, listed, "every claim listed once")
+
+	allCodes := make([]string, len(codes))
+	for i, c := range codes {
+		allCodes[i] = c.Code
+	}
+	claimed, err := f.s.ClaimedCodes(f.ctx, allCodes)
+	require.NoError(t, err)
+	require.Len(t, claimed, total)
+
+	snap, err := f.s.Snapshot(f.ctx, b.ID)
+	require.NoError(t, err)
+	require.Len(t, snap.Pool, 20, "only never-claimed codes are in a rebuilt pool")
+	isClaimed := map[string]bool{}
+	for _, c := range claimed {
+		isClaimed[c] = true
+	}
+	for _, p := range snap.Pool {
+		require.False(t, isClaimed[p.Code], "an archived code in the rebuilt pool")
+	}
+	require.Len(t, snap.Users, users)
+	for u, seqs := range snap.Users {
+		require.Len(t, seqs, limit, "user %s: every sequence number of the limit is taken", u)
+	}
+	require.Len(t, snap.Keys, total)
+}
+
+// testArchiveHistoryPages: paging a user's history while their claims move
+// to the archive between pages lists every claim once, in order.
+func testArchiveHistoryPages(t *testing.T, f *fixture) {
+	a := archiver(t, f)
+	const n = 40
+	b := f.createBatch(func(b *coupon.Batch) { b.TotalQuantity, b.PerUserLimit = n, n })
+	cs := f.claims(b, n, func(c *coupon.Claim) { c.UserID, c.Status = "carol", coupon.ClaimExpired })
+	var want []string
+	for _, c := range cs {
+		want = append(want, c.ID)
+	}
+	slices.Sort(want) // valid_to follows the claim time, as ids do
+
+	var got []string
+	var afterTo time.Time
+	afterID := ""
+	for {
+		page := history(t, f, "carol", 6, afterTo, afterID)
+		got = append(got, claimIDs(page)...)
+		if len(page) < 6 {
+			break
+		}
+		last := page[len(page)-1]
+		afterTo, afterID = last.ValidTo, last.ID
+		_, err := a.ArchiveClaims(f.ctx, store.ArchiveClaims{Before: later, Limit: 5})
+		require.NoError(t, err)
+	}
+	require.Equal(t, want, got)
+}
+
+// testArchivePrune: retention deletes the archived claims claimed before its
+// cutoff only.
+func testArchivePrune(t *testing.T, f *fixture) {
+	a := archiver(t, f)
+	b := f.createBatch(func(b *coupon.Batch) { b.TotalQuantity, b.PerUserLimit = 10, 10 })
+	cs := f.claims(b, 6, func(c *coupon.Claim) { c.UserID, c.Status = "dave", coupon.ClaimUsed })
+	moved, _ := archiveAll(t, f, later, 100)
+	require.Equal(t, 6, moved)
+	cutoff := cs[3].ClaimedAt // cs[0..2] are older
+	pruned, err := a.PruneArchive(f.ctx, cutoff, 2)
+	require.NoError(t, err)
+	require.Equal(t, 2, pruned)
+	pruned, err = a.PruneArchive(f.ctx, cutoff, 2)
+	require.NoError(t, err)
+	require.Equal(t, 1, pruned)
+	left := history(t, f, "dave", 100, time.Time{}, "")
+	require.Equal(t, claimIDs(cs[3:]), claimIDs(left))
+}
