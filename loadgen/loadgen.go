@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
+
 	"github.com/coupond/coupond/auth"
 )
 
@@ -70,7 +72,8 @@ type Report struct {
 	Elapsed    time.Duration    `json:"elapsed_ns"`
 	Throughput float64          `json:"throughput_rps"`
 	Outcomes   map[string]int64 `json:"outcomes"`
-	// Latency percentiles, exact over every request.
+	// Latency percentiles over every request, from an HDR histogram
+	// (microseconds, 3 significant digits).
 	P50, P90, P99, P999, Max time.Duration
 	// Series holds one point per second: requests done and p99 in that second.
 	Series []Point `json:"series"`
@@ -108,10 +111,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer cancel()
 	}
 	var (
-		issued  atomic.Int64
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		samples = make([][]sample, cfg.Concurrency)
+		issued atomic.Int64
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		recs   = make([]*recorder, cfg.Concurrency)
 	)
 	start := time.Now()
 	stopProgress := progress(cfg.Progress, start, &issued)
@@ -119,7 +122,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mine []sample
+			mine := newRecorder()
 			buf := make([]byte, 0, 256)
 			for ctx.Err() == nil {
 				n := issued.Add(1)
@@ -147,21 +150,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					if outcome == "" { // cancelled mid-request at the end of the run
 						break
 					}
-					mine = append(mine, sample{at: t0.Sub(start), took: time.Since(t0), outcome: outcome})
+					mine.record(t0.Sub(start), time.Since(t0), outcome)
 					if !succeeded(outcome) {
 						break
 					}
 				}
 			}
 			mu.Lock()
-			samples[w] = mine
+			recs[w] = mine
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	stopProgress()
-	return report(cfg.URL, slices.Concat(samples...), elapsed), nil
+	return report(cfg.URL, recs, elapsed), nil
 }
 
 // request is one request of a run.
@@ -306,11 +309,6 @@ func tagProducts(ctx context.Context, c *http.Client, cfg Config, n int) error {
 	return fmt.Errorf("the batch's product tags did not appear within 30s (is the tagging switch off?)")
 }
 
-type sample struct {
-	at, took time.Duration
-	outcome  string
-}
-
 func do(ctx context.Context, c *http.Client, cfg Config, r request) string {
 	outcome := send(ctx, c, cfg, r)
 	if r.kind != "" && outcome != "" {
@@ -445,37 +443,81 @@ func progress(w io.Writer, start time.Time, issued *atomic.Int64) (stop func()) 
 	return func() { close(done); <-finished }
 }
 
-func report(target string, ss []sample, elapsed time.Duration) *Report {
-	r := &Report{Target: target, Requests: int64(len(ss)), Elapsed: elapsed, Outcomes: map[string]int64{}}
-	if len(ss) == 0 {
-		return r
-	}
-	r.Throughput = float64(len(ss)) / elapsed.Seconds()
-	took := make([]time.Duration, len(ss))
-	perSecond := map[int][]time.Duration{}
-	for i, s := range ss {
-		took[i] = s.took
-		r.Outcomes[s.outcome]++
-		sec := int((s.at + s.took) / time.Second)
-		perSecond[sec] = append(perSecond[sec], s.took)
-	}
-	slices.Sort(took)
-	r.P50, r.P90, r.P99, r.P999, r.Max = pct(took, 50), pct(took, 90), pct(took, 99), pct(took, 99.9), took[len(took)-1]
-	for sec := 0; sec <= int(elapsed/time.Second); sec++ {
-		ts := perSecond[sec]
-		if len(ts) == 0 {
-			continue
-		}
-		slices.Sort(ts)
-		r.Series = append(r.Series, Point{Second: sec, Rate: int64(len(ts)), P50: pct(ts, 50), P99: pct(ts, 99)})
-	}
-	return r
+// recorder keeps one client's latencies in HDR histograms (1 µs to 1 min,
+// 3 significant digits: a few tens of kilobytes however long the run),
+// one for the whole run and one per second, and counts outcomes.
+type recorder struct {
+	all       *hdrhistogram.Histogram
+	perSecond []*hdrhistogram.Histogram
+	outcomes  map[string]int64
+	n         int64
 }
 
-// pct is the p-th percentile of sorted durations (nearest rank).
-func pct(sorted []time.Duration, p float64) time.Duration {
-	i := int(float64(len(sorted))*p/100+0.5) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+}
+
+func newRecorder() *recorder { return &recorder{all: newHistogram(), outcomes: map[string]int64{}} }
+
+// record adds a request that started at `at` into the run and took `took`;
+// it counts in the second it ended.
+func (r *recorder) record(at, took time.Duration, outcome string) {
+	us := max(int64(took/time.Microsecond), 1)
+	_ = r.all.RecordValue(us) // values past the highest are refused: a minute-long request is reported as max
+	sec := int((at + took) / time.Second)
+	for len(r.perSecond) <= sec {
+		r.perSecond = append(r.perSecond, nil)
+	}
+	if r.perSecond[sec] == nil {
+		r.perSecond[sec] = newHistogram()
+	}
+	_ = r.perSecond[sec].RecordValue(us)
+	r.outcomes[outcome]++
+	r.n++
+}
+
+func report(target string, recs []*recorder, elapsed time.Duration) *Report {
+	r := &Report{Target: target, Elapsed: elapsed, Outcomes: map[string]int64{}}
+	all := newHistogram()
+	var seconds []*hdrhistogram.Histogram
+	for _, rec := range recs {
+		if rec == nil {
+			continue
+		}
+		r.Requests += rec.n
+		for o, n := range rec.outcomes {
+			r.Outcomes[o] += n
+		}
+		all.Merge(rec.all)
+		for sec, h := range rec.perSecond {
+			if h == nil {
+				continue
+			}
+			for len(seconds) <= sec {
+				seconds = append(seconds, nil)
+			}
+			if seconds[sec] == nil {
+				seconds[sec] = newHistogram()
+			}
+			seconds[sec].Merge(h)
+		}
+	}
+	if r.Requests == 0 {
+		return r
+	}
+	r.Throughput = float64(r.Requests) / elapsed.Seconds()
+	us := func(h *hdrhistogram.Histogram, q float64) time.Duration {
+		return time.Duration(h.ValueAtQuantile(q)) * time.Microsecond
+	}
+	r.P50, r.P90, r.P99, r.P999 = us(all, 50), us(all, 90), us(all, 99), us(all, 99.9)
+	r.Max = time.Duration(all.Max()) * time.Microsecond
+	for sec, h := range seconds {
+		if h == nil || h.TotalCount() == 0 {
+			continue
+		}
+		r.Series = append(r.Series, Point{Second: sec, Rate: h.TotalCount(), P50: us(h, 50), P99: us(h, 99)})
+	}
+	return r
 }
 
 // Format writes the report as text.
