@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,6 +149,17 @@ func (a *App) registerStateMetrics() {
 		func() float64 { h, _ := svc.BatchCacheStats(); return float64(h) })
 	m.CounterFunc("coupond_batch_cache_misses_total", "Claims that read their batch from the store (not cached, or cached too long ago).",
 		func() float64 { _, mi := svc.BatchCacheStats(); return float64(mi) })
+	st := a.Store
+	m.GaugeFunc("coupond_redemption_reservations_stuck", "Reservations still reserved past their timeout (the reconciler could not settle them) or on the review list: each needs a person (GET /v1/reviews).",
+		func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			n, err := st.StuckReservations(ctx, time.Now())
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(n)
+		})
 	m.GaugeFunc("coupond_claims_inflight_limit", "The bound of claims served at once by this instance (0: none).",
 		func() float64 { return float64(a.cfg.Ops.MaxInflightClaims) })
 }

@@ -108,6 +108,10 @@ type RedemptionStore interface {
 	// ListReviews returns the redemptions on the review list, by id, after
 	// the cursor.
 	ListReviews(ctx context.Context, f ReviewFilter) ([]*coupon.Redemption, error)
+	// StuckReservations counts the reservations a person must look at:
+	// still reserved past their timeout at now (the reconciler could not
+	// settle them), or on the review list.
+	StuckReservations(ctx context.Context, now time.Time) (int64, error)
 	// DeleteTombstones deletes up to limit tombstones last updated before
 	// before and returns how many.
 	DeleteTombstones(ctx context.Context, before time.Time, limit int) (int, error)

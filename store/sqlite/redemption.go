@@ -318,6 +318,18 @@ func (s *Store) RefundRedemption(ctx context.Context, p store.RefundRedemption) 
 	return r, nil
 }
 
+// StuckReservations counts reserved redemptions past their timeout or on
+// the review list.
+func (s *Store) StuckReservations(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	err := s.reader.QueryRowContext(ctx, `SELECT count(*) FROM redemptions
+		WHERE status = 'reserved' AND (review_reason IS NOT NULL OR expires_at < ?)`, micros(now)).Scan(&n)
+	if err != nil {
+		return 0, wrap("stuck reservations", err)
+	}
+	return n, nil
+}
+
 // DueRedemptions returns reserved redemptions whose next check is due.
 func (s *Store) DueRedemptions(ctx context.Context, now time.Time, limit int) ([]*coupon.Redemption, error) {
 	return s.listRedemptions(ctx, `status = 'reserved' AND review_reason IS NULL AND next_check_at <= ?

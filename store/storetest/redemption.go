@@ -557,6 +557,12 @@ func testDueAndReviews(t *testing.T, f *fixture) {
 	reviews, err := f.s.ListReviews(f.ctx, store.ReviewFilter{})
 	require.NoError(t, err)
 	require.Equal(t, []string{rs[0].ID, rs[1].ID}, ids(reviews, func(r *coupon.Redemption) string { return r.ID }))
+	stuck, err := f.s.StuckReservations(f.ctx, at)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, stuck, "the two under review")
+	stuck, err = f.s.StuckReservations(f.ctx, at.Add(time.Hour))
+	require.NoError(t, err)
+	require.EqualValues(t, 3, stuck, "and, past its timeout, the third still reserved; not the confirmed one")
 	page, err := f.s.ListReviews(f.ctx, store.ReviewFilter{AfterID: rs[0].ID, Limit: 1})
 	require.NoError(t, err)
 	require.Equal(t, []string{rs[1].ID}, ids(page, func(r *coupon.Redemption) string { return r.ID }))
@@ -570,6 +576,9 @@ func testDueAndReviews(t *testing.T, f *fixture) {
 	reviews, err = f.s.ListReviews(f.ctx, store.ReviewFilter{})
 	require.NoError(t, err)
 	require.Empty(t, reviews)
+	stuck, err = f.s.StuckReservations(f.ctx, at)
+	require.NoError(t, err)
+	require.Zero(t, stuck)
 
 	// The status guard.
 	_, err = f.s.NoteRedemptionCheck(f.ctx, store.RedemptionCheck{ID: rs[3].ID, Status: coupon.RedemptionReserved, Attempts: 1, At: at})
