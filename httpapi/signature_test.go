@@ -132,7 +132,8 @@ func FuzzSignedHeaders(f *testing.F) {
 		default:
 			method = "GET"
 		}
-		if u, err := url.ParseRequestURI(path); err != nil || u.Path != path || !strings.HasPrefix(path, "/v1/") || len(path) > 200 {
+		if u, err := url.ParseRequestURI(path); err != nil || u.Path != path || !strings.HasPrefix(path, "/v1/") || len(path) > 200 ||
+			strings.ContainsFunc(path, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 			path = "/v1/users/alice/claims" // not a path a client could send
 		}
 		if strings.ContainsAny(authorization, "\r\n\x00") {
