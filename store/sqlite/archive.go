@@ -115,23 +115,7 @@ func (s *Store) ListUserClaimHistory(ctx context.Context, f store.UserClaimFilte
 	}
 	q.WriteString(`) ORDER BY valid_to, id LIMIT ?`)
 	args = append(args, limit)
-	rows, err := s.reader.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, wrap("list claim history of user", err)
-	}
-	var out []*coupon.Claim
-	err = eachRow(rows, func() error {
-		c, err := scanClaim(rows)
-		if err != nil {
-			return err
-		}
-		out = append(out, c)
-		return nil
-	})
-	if err != nil {
-		return nil, wrap("list claim history of user", err)
-	}
-	return out, nil
+	return s.queryClaims(ctx, "list claim history of user", q.String(), args...)
 }
 
 // PruneArchive deletes the oldest archived claims, claimed before before.

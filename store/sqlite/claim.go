@@ -153,9 +153,15 @@ func (s *Store) ListUserClaims(ctx context.Context, f store.UserClaimFilter) ([]
 	q.WriteString(` ORDER BY valid_to, id LIMIT ?`)
 	args = append(args, clampLimit(f.Limit))
 
-	rows, err := s.reader.QueryContext(ctx, q.String(), args...)
+	return s.queryClaims(ctx, "list claims of user", q.String(), args...)
+}
+
+// queryClaims runs a query of claimColumns on the readers and returns its
+// claims; op names it in errors.
+func (s *Store) queryClaims(ctx context.Context, op, query string, args ...any) ([]*coupon.Claim, error) {
+	rows, err := s.reader.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, wrap("list claims of user", err)
+		return nil, wrap(op, err)
 	}
 	var out []*coupon.Claim
 	err = eachRow(rows, func() error {
@@ -167,7 +173,7 @@ func (s *Store) ListUserClaims(ctx context.Context, f store.UserClaimFilter) ([]
 		return nil
 	})
 	if err != nil {
-		return nil, wrap("list claims of user", err)
+		return nil, wrap(op, err)
 	}
 	return out, nil
 }

@@ -87,24 +87,8 @@ func (s *Store) SearchClaims(ctx context.Context, f store.ClaimSearch) ([]*coupo
 	if f.BeforeID != "" {
 		w.add("id < ?", f.BeforeID)
 	}
-	rows, err := s.reader.QueryContext(ctx, `SELECT `+claimColumns+` FROM claims WHERE `+w.String()+
+	return s.queryClaims(ctx, "search claims", `SELECT `+claimColumns+` FROM claims WHERE `+w.String()+
 		` ORDER BY id DESC LIMIT ?`, append(w.args, searchLimit(f.Limit))...)
-	if err != nil {
-		return nil, wrap("search claims", err)
-	}
-	var out []*coupon.Claim
-	err = eachRow(rows, func() error {
-		c, err := scanClaim(rows)
-		if err != nil {
-			return err
-		}
-		out = append(out, c)
-		return nil
-	})
-	if err != nil {
-		return nil, wrap("search claims", err)
-	}
-	return out, nil
 }
 
 // SearchCodes returns codes matching f, by code.
