@@ -233,12 +233,37 @@ func TestEveryRefusalOnBothEngines(t *testing.T) {
 				b := admin.batchWith(10, 5, map[string]any{"protection": map[string]any{"risk_rules": "strict-" + tag}})
 				old := time.Now().Add(-30 * 24 * time.Hour).UTC().Format(time.RFC3339)
 				app.must(201, "POST", "/v1/batches/"+b+"/claims", map[string]any{"user_id": "k1", "device_id": tag + "-rk", "account_created_at": old})
-				refused(t, a, app, b, map[string]any{"user_id": "k2", "device_id": tag + "-rk", "account_created_at": old}, 403, "risk_denied")
-				r := refused(t, a, app, b, map[string]any{"user_id": "k3", "device_id": tag + "-rk3",
+				r := refused(t, a, app, b, map[string]any{"user_id": "k2", "device_id": tag + "-rk", "account_created_at": old}, 403, "risk_denied")
+				if !strings.Contains(r.body["detail"].(string), "device_users over 3600s is 2, above 1") {
+					t.Fatalf("denial without its reason: %s", r.raw)
+				}
+				r = refused(t, a, app, b, map[string]any{"user_id": "k3", "device_id": tag + "-rk3",
 					"account_created_at": time.Now().UTC().Format(time.RFC3339)}, 403, "sms_required")
 				if !strings.Contains(r.body["detail"].(string), "account age") {
 					t.Fatalf("challenge without its reason: %s", r.raw)
 				}
+
+				// A counter rule that challenges: the second user of an IP must
+				// solve an SMS challenge; a claim that carries a solved one
+				// passes, one with a wrong code does not.
+				admin.must(200, "PUT", "/v1/risk/rule-sets/ip-"+tag, map[string]any{"rules": []any{
+					map[string]any{"signal": "ip_users", "window_seconds": 3600, "above": 1, "action": "challenge"},
+				}})
+				b = admin.batchWith(10, 5, map[string]any{"protection": map[string]any{"risk_rules": "ip-" + tag}})
+				ip := map[string]string{"memory": "192.0.2.10", "redis": "192.0.2.11"}[eng]
+				app.must(201, "POST", "/v1/batches/"+b+"/claims", map[string]any{"user_id": "i1", "ip": ip})
+				r = refused(t, a, app, b, map[string]any{"user_id": "i2", "ip": ip}, 403, "sms_required")
+				if !strings.Contains(r.body["detail"].(string), "ip_users over 3600s is 2, above 1") {
+					t.Fatalf("challenge without its reason: %s", r.raw)
+				}
+				ch := app.must(201, "POST", "/v1/sms/challenges", map[string]any{"batch_id": b, "user_id": "i2", "phone": "+8613900000012"})["id"].(string)
+				wrong := fmt.Sprintf("%06d", (mustAtoi(t, box.code(ch))+1)%1_000_000)
+				refused(t, a, app, b, map[string]any{"user_id": "i2", "ip": ip, "phone": "+8613900000012", "sms_challenge_id": ch, "sms_code": wrong}, 403, "sms_invalid")
+				app.must(201, "POST", "/v1/batches/"+b+"/claims", map[string]any{"user_id": "i2", "ip": ip, "phone": "+8613900000012",
+					"sms_challenge_id": ch, "sms_code": box.code(ch)})
+				// A challenge nothing asks for is not checked.
+				app.must(201, "POST", "/v1/batches/"+b+"/claims", map[string]any{"user_id": "i3", "ip": "192.0.2.200",
+					"sms_challenge_id": "nothing-asked", "sms_code": "000000"})
 			})
 
 			step("signature", func() {

@@ -75,6 +75,13 @@ type Protection interface {
 	// o.Windows in order, the count within that window ending at o.At, this
 	// attempt included. Events older than o.Horizon may be forgotten.
 	ObserveRisk(ctx context.Context, o RiskObservation) ([]int64, error)
+
+	// FoldsRisk reports whether Claim takes ClaimProtection.Risk: whether
+	// the engine can observe a claim's risk counters in its claim step.
+	// Redis Cluster cannot (a device's and an IP's counters are on other
+	// nodes than the batch's keys); the caller then calls ObserveRisk
+	// first.
+	FoldsRisk() bool
 }
 
 // ClaimProtection are the checks of a claim step (Engine.Claim with
@@ -86,13 +93,17 @@ type Protection interface {
 //     ErrReplayed; otherwise it is remembered for NonceTTL. UseNonce with
 //     the batch's id as scope shares that memory, so that a signed claim
 //     refused before its claim step still uses up its nonce;
+//     then Risk, when set (engines whose FoldsRisk says so): the attempt
+//     is observed as ObserveRisk observes it, and the thresholds decide
+//     (see RiskGate): a refusal is a *RiskRefusal, and changes nothing more;
 //  3. the idempotency key was seen: the earlier result, as Claim answers
 //     it, without the checks below;
 //  4. a rate limit of Limits refuses: *access.RateLimitedError with the
 //     longest wait of those that refuse, no limit changed; otherwise
 //     every limit counts the attempt;
-//  5. SMS is set and no live challenge of the batch has its id, user and
-//     (if set) phone with that code hash: ErrSMSInvalid, a wrong code
+//  5. SMS is set (and, if SMS.IfChallenged, Risk challenged) and no live
+//     challenge of the batch has its id, user and (if set) phone with that
+//     code hash: ErrSMSInvalid, a wrong code
 //     counting one attempt (a challenge with MaxAttempts wrong codes is
 //     dropped); otherwise the challenge is used up;
 //  6. an identity of Identities holds the batch's per-user limit of
@@ -108,6 +119,63 @@ type ClaimProtection struct {
 	Limits     []RateLimit
 	SMS        *SMSCheck
 	Identities []string // e.g. "phone:+8613800000000", "device:abc"
+	Risk       *RiskGate
+}
+
+// RiskGate is a risk observation made in a claim step, and the thresholds
+// that decide on its counts: the risk rules of the claim's batch that look
+// at counters. A threshold fires when the count of its window is above
+// Above; the heaviest fired decides. Deny refuses the claim; challenge
+// refuses it unless the claim solves an SMS challenge (ClaimProtection.SMS
+// set), which step 5 then checks. Both refusals are a *RiskRefusal with the
+// counts, so that the caller can say which rules fired.
+type RiskGate struct {
+	Observation RiskObservation
+	Thresholds  []RiskThreshold
+}
+
+// RiskThreshold is one counter rule: Window indexes Observation.Windows.
+type RiskThreshold struct {
+	Window int
+	Above  int64
+	Deny   bool // else challenge
+}
+
+// RiskRefusal is a claim step refused by its RiskGate. It wraps
+// access.ErrRiskDenied (Deny) or access.ErrSMSRequired.
+type RiskRefusal struct {
+	Deny   bool
+	Counts []int64 // of Observation.Windows, in order, the attempt included
+}
+
+func (r *RiskRefusal) Error() string {
+	if r.Deny {
+		return "engine: the risk counters deny the claim"
+	}
+	return "engine: the risk counters ask for an SMS challenge"
+}
+
+func (r *RiskRefusal) Unwrap() error {
+	if r.Deny {
+		return access.ErrRiskDenied
+	}
+	return access.ErrSMSRequired
+}
+
+// Decide applies the gate's thresholds to counts: 2 deny, 1 challenge,
+// 0 neither.
+func (g *RiskGate) Decide(counts []int64) int {
+	worst := 0
+	for _, t := range g.Thresholds {
+		if t.Window < 0 || t.Window >= len(counts) || counts[t.Window] <= t.Above {
+			continue
+		}
+		if t.Deny {
+			return 2
+		}
+		worst = 1
+	}
+	return worst
 }
 
 // RateLimit is a generic cell rate algorithm: Rate events per Period on
@@ -158,6 +226,9 @@ type SMSCheck struct {
 	UserID      string
 	Phone       string // "": any (the challenge's phone is then the claim's)
 	At          time.Time
+	// IfChallenged checks the challenge only when the claim's RiskGate
+	// challenges it: the claim carries one that nothing else asks for.
+	IfChallenged bool
 }
 
 // Challenge is an SMS challenge waiting to be solved.

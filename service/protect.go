@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -19,12 +20,14 @@ import (
 )
 
 // claimProtection is one claim's anti-fraud checks. Those that read only
-// this process's memory (the lists) and those whose state is not the
-// batch's (the risk counters of a device and an IP, an external risk
-// service) run in protectClaim, before the engine step; those whose state is
-// the batch's (the request's nonce, rate limits, the SMS challenge, counts
-// per phone or device) run inside the engine step, atomically with it and in
-// its round trip (step). It also remembers what a refusal records and what
+// this process's memory (the lists) and an external risk service run in
+// protectClaim, before the engine step; those whose state is the batch's
+// (the request's nonce, rate limits, the SMS challenge, counts per phone or
+// device) run inside the engine step, atomically with it and in its round
+// trip (step). The risk counters of the claim's device and IP go into the
+// step too where the engine can fold them in (engine.RiskGate); otherwise
+// (Redis Cluster, a rule set that asks the external service) they are
+// observed before it, in a round trip of their own. It also remembers what a refusal records and what
 // undoing the claim must release.
 type claimProtection struct {
 	batch      *coupon.Batch
@@ -34,6 +37,15 @@ type claimProtection struct {
 	identities []string                // counted by the step
 	counted    bool                    // the step counted them for a claim that may yet fail
 	device     bool                    // the claim's device is to be recorded for the batch's counts
+	risk       *riskFold               // the risk rules the step applies, to word its refusal
+}
+
+// riskFold is what a claim step's risk gate decides with: the rule set and
+// the facts known before the step, to which the step adds its counts.
+type riskFold struct {
+	rules   *risk.RuleSet
+	facts   risk.Facts
+	windows []risk.Window
 }
 
 // Limits of a claim's protection inputs.
@@ -76,7 +88,7 @@ func (s *Service) protectClaim(ctx context.Context, b *coupon.Batch, req *ClaimR
 		needSMS, why := pr.RequireSMS, "the batch requires one"
 		// Identities on the global whitelist are trusted: no risk rules.
 		if pr.RiskRules != "" && !trusted && a.cfg.RiskOn() {
-			d, err := s.assess(ctx, b, req, p, now)
+			d, err := s.assess(ctx, b, req, p, now, needSMS)
 			if err != nil {
 				return p, err
 			}
@@ -88,12 +100,17 @@ func (s *Service) protectClaim(ctx context.Context, b *coupon.Batch, req *ClaimR
 				why = "the risk rules ask for one (" + d.Reason() + ")"
 			}
 		}
-		if needSMS {
-			if req.SMSChallengeID == "" {
-				return p, fmt.Errorf("%s: %w", why, access.ErrSMSRequired)
-			}
+		if needSMS && req.SMSChallengeID == "" {
+			return p, fmt.Errorf("%s: %w", why, access.ErrSMSRequired)
+		}
+		if p.risk != nil {
+			step.Risk = p.risk.gate(req, p, now)
+		}
+		// A challenge nothing asks for yet is checked if the step's risk
+		// gate asks for one.
+		if needSMS || (step.Risk != nil && req.SMSChallengeID != "") {
 			step.SMS = &engine.SMSCheck{ChallengeID: req.SMSChallengeID, CodeHash: challengeHash(req.SMSChallengeID, req.SMSCode),
-				UserID: req.UserID, Phone: p.ids.Phone, At: now}
+				UserID: req.UserID, Phone: p.ids.Phone, At: now, IfChallenged: !needSMS}
 		}
 		step.Limits = rateLimits(b.ID, pr.RateLimits, p)
 	}
@@ -105,7 +122,7 @@ func (s *Service) protectClaim(ctx context.Context, b *coupon.Batch, req *ClaimR
 		p.device = true
 	}
 	step.Identities = p.identities
-	if step.Nonce != "" || len(step.Limits) > 0 || step.SMS != nil || len(step.Identities) > 0 {
+	if step.Nonce != "" || len(step.Limits) > 0 || step.SMS != nil || len(step.Identities) > 0 || step.Risk != nil {
 		p.step = &step
 	}
 	return p, nil
@@ -170,10 +187,13 @@ func rateLimits(batchID string, rl coupon.RateLimits, p *claimProtection) []engi
 }
 
 // assess applies the batch's risk rules: the sliding-window counters of the
-// claim's device and IP (one engine round trip, as their keys are not the
-// batch's), the account's age, then the external service if the rule set
-// asks for it.
-func (s *Service) assess(ctx context.Context, b *coupon.Batch, req *ClaimRequest, p *claimProtection, now time.Time) (risk.Decision, error) {
+// claim's device and IP, the account's age, then the external service if
+// the rule set asks for it. The counters are observed in the claim step
+// (p.risk is set, and the decision is that of the other rules) when the
+// engine can fold them in and the claim will reach the step; otherwise in
+// a round trip of their own, here. needSMS: something else asks the claim
+// for an SMS challenge.
+func (s *Service) assess(ctx context.Context, b *coupon.Batch, req *ClaimRequest, p *claimProtection, now time.Time, needSMS bool) (risk.Decision, error) {
 	allow := risk.Decision{Action: risk.Allow}
 	rs, err := s.ruleSet(ctx, b.Protection.RiskRules)
 	if err != nil {
@@ -188,7 +208,18 @@ func (s *Service) assess(ctx context.Context, b *coupon.Batch, req *ClaimRequest
 	if !req.AccountCreatedAt.IsZero() {
 		facts.AccountAge = max(now.Sub(req.AccountCreatedAt), 0)
 	}
-	if windows := rs.Windows(hasDevice, hasIP); len(windows) > 0 {
+	windows := rs.Windows(hasDevice, hasIP)
+	if len(windows) > 0 && !(rs.External && s.acc.cfg.Risk != nil) && s.engine.FoldsRisk() {
+		// Folded only when the claim reaches the step: a claim refused
+		// before it is observed here, as it always was.
+		pre := rs.Evaluate(facts) // no counts yet: the other rules
+		smsNeeded := needSMS || pre.Action == risk.Challenge
+		if pre.Action != risk.Deny && (!smsNeeded || req.SMSChallengeID != "") {
+			p.risk = &riskFold{rules: rs, facts: facts, windows: windows}
+			return pre, nil
+		}
+	}
+	if len(windows) > 0 {
 		ew := make([]engine.RiskWindow, len(windows))
 		for i, w := range windows {
 			ew[i] = engine.RiskWindow{Counter: engine.RiskCounter(w.Signal), Window: w.Window}
@@ -227,6 +258,44 @@ func (s *Service) assess(ctx context.Context, b *coupon.Batch, req *ClaimRequest
 	return d, nil
 }
 
+// gate is the claim step's risk gate: the observation of the claim's
+// device and IP, and the thresholds of the rule set's counter rules.
+func (f *riskFold) gate(req *ClaimRequest, p *claimProtection, now time.Time) *engine.RiskGate {
+	g := &engine.RiskGate{Observation: engine.RiskObservation{At: now, EventID: coupon.NewID(now), UserID: req.UserID,
+		DeviceID: p.ids.DeviceID, IP: p.ip, Horizon: risk.MaxWindow, Windows: make([]engine.RiskWindow, len(f.windows))}}
+	for i, w := range f.windows {
+		g.Observation.Windows[i] = engine.RiskWindow{Counter: engine.RiskCounter(w.Signal), Window: w.Window}
+	}
+	for _, r := range f.rules.Rules {
+		if !r.Signal.Counter() {
+			continue
+		}
+		i := slices.Index(f.windows, risk.Window{Signal: r.Signal, Window: time.Duration(r.Window) * time.Second})
+		if i < 0 { // the claim lacks the rule's identity
+			continue
+		}
+		g.Thresholds = append(g.Thresholds, engine.RiskThreshold{Window: i, Above: int64(r.Above), Deny: r.Action == risk.Deny})
+	}
+	return g
+}
+
+// refusal words the refusal of a claim step's risk gate as the rules that
+// fired.
+func (f *riskFold) refusal(r *engine.RiskRefusal) error {
+	facts := f.facts
+	facts.Counts = make(map[risk.Window]int64, len(f.windows))
+	for i, w := range f.windows {
+		if i < len(r.Counts) {
+			facts.Counts[w] = r.Counts[i]
+		}
+	}
+	d := f.rules.Evaluate(facts)
+	if r.Deny {
+		return fmt.Errorf("%s: %w", d.Reason(), access.ErrRiskDenied)
+	}
+	return fmt.Errorf("the risk rules ask for one (%s): %w", d.Reason(), access.ErrSMSRequired)
+}
+
 // claimStep is the engine's claim step with the claim's protection. The
 // checks run with the first attempt that reaches the batch; later attempts
 // of the same claim (after a refill, a store conflict) are not checked
@@ -246,6 +315,9 @@ func (s *Service) claimStep(ctx context.Context, p engine.ClaimParams, prot *cla
 		return res, err // nothing was checked: the next attempt checks
 	}
 	prot.step = nil
+	if rr, ok := errors.AsType[*engine.RiskRefusal](err); ok && prot.risk != nil {
+		return res, prot.risk.refusal(rr)
+	}
 	if err == nil && !res.Replayed && len(prot.identities) > 0 {
 		prot.counted = true
 	}

@@ -38,6 +38,8 @@ var protectionTests = []struct {
 	{"Protect/Allow", testProtectAllow},
 	{"Protect/Risk", testProtectRisk},
 	{"Protect/RiskCap", testProtectRiskCap},
+	{"Protect/RiskGate", testProtectRiskGate},
+	{"Protect/RiskGateConcurrent", testProtectRiskGateConcurrent},
 }
 
 // t0 is the clock of the protection tests: a whole second, so that rate
@@ -453,4 +455,117 @@ func testProtectRiskCap(t *testing.T, e engine.Engine) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, []int64{engine.MaxRiskEvents, engine.MaxRiskEvents}, got, "counts stop at the cap")
+}
+
+// gate is a risk gate over the distinct users of a device (deny above two)
+// and the attempts of an IP (challenge above three), in the hour.
+func gate(user, device, ip string, at time.Time) *engine.RiskGate {
+	return &engine.RiskGate{
+		Observation: engine.RiskObservation{At: at, EventID: newNonce(), UserID: user, DeviceID: device, IP: ip,
+			Horizon: 24 * time.Hour, Windows: []engine.RiskWindow{
+				{Counter: engine.DeviceUsers, Window: time.Hour}, {Counter: engine.IPClaims, Window: time.Hour},
+			}},
+		Thresholds: []engine.RiskThreshold{{Window: 0, Above: 2, Deny: true}, {Window: 1, Above: 3}},
+	}
+}
+
+func testProtectRiskGate(t *testing.T, e engine.Engine) {
+	id := load(t, e, 1, codes("rg", 10))
+	dev, dev2, ip := "dev-"+newNonce(), "dev-"+newNonce(), "ip-"+newNonce()
+	if !e.FoldsRisk() {
+		_, err := protectedClaim(t, e, id, "u1", "", t0, engine.ClaimProtection{Risk: gate("u1", dev, ip, t0)})
+		require.Error(t, err, "an engine that does not fold risk refuses a gate")
+		require.EqualValues(t, 10, poolDepth(t, e, id))
+		return
+	}
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+	claimWith := func(i int, user, device, addr string, sms *engine.SMSCheck) error {
+		t.Helper()
+		_, err := protectedClaim(t, e, id, user, "", at(i), engine.ClaimProtection{Risk: gate(user, device, addr, at(i)), SMS: sms})
+		return err
+	}
+	// An unknown batch is refused before the gate: nothing is observed.
+	_, err := protectedClaim(t, e, "b-unknown-"+newNonce(), "u0", "", at(0), engine.ClaimProtection{Risk: gate("u0", dev, ip, at(0))})
+	require.ErrorIs(t, err, engine.ErrUnknownBatch)
+
+	require.NoError(t, claimWith(1, "u1", dev, ip, nil))
+	require.NoError(t, claimWith(2, "u2", dev, ip, nil))
+	require.NoError(t, claimWith(3, "u3", dev2, ip, nil)) // the IP's third attempt: not above three
+	require.EqualValues(t, 7, poolDepth(t, e, id))
+
+	// The IP's fourth attempt is challenged; without a challenge solved it is refused.
+	err = claimWith(4, "u4", dev2, ip, nil)
+	var rr *engine.RiskRefusal
+	require.ErrorAs(t, err, &rr)
+	require.ErrorIs(t, err, access.ErrSMSRequired)
+	require.False(t, rr.Deny)
+	require.Equal(t, []int64{2, 4}, rr.Counts, "the refused attempt is counted")
+	require.EqualValues(t, 7, poolDepth(t, e, id), "a refusal takes nothing")
+
+	// A wrong code for a challenge the gate asks for is checked, and refused.
+	put := func(ch, user string) {
+		require.NoError(t, e.PutChallenge(t.Context(), engine.Challenge{ID: ch, BatchID: id, UserID: user, CodeHash: "good",
+			ExpiresAt: t0.Add(2 * time.Hour), MaxAttempts: 5}))
+	}
+	ch := "ch-" + newNonce()
+	put(ch, "u4")
+	err = claimWith(5, "u4", dev2, ip, &engine.SMSCheck{ChallengeID: ch, CodeHash: "bad", UserID: "u4", IfChallenged: true})
+	require.ErrorIs(t, err, engine.ErrSMSInvalid)
+	require.NoError(t, claimWith(6, "u4", dev2, ip, &engine.SMSCheck{ChallengeID: ch, CodeHash: "good", UserID: "u4", IfChallenged: true}))
+	require.EqualValues(t, 6, poolDepth(t, e, id))
+
+	// A third user on the device is denied, a solved challenge or not.
+	ch2 := "ch-" + newNonce()
+	put(ch2, "u5")
+	err = claimWith(7, "u5", dev, "ip-"+newNonce(), &engine.SMSCheck{ChallengeID: ch2, CodeHash: "good", UserID: "u5"})
+	require.ErrorAs(t, err, &rr)
+	require.ErrorIs(t, err, access.ErrRiskDenied)
+	require.True(t, rr.Deny)
+	require.Equal(t, []int64{3, 1}, rr.Counts)
+	require.EqualValues(t, 6, poolDepth(t, e, id))
+	// The denial did not use the challenge up.
+	_, err = protectedClaim(t, e, id, "u5", "", at(8), smsCheck(ch2, "good", "u5", ""))
+	require.NoError(t, err)
+
+	// A challenge nothing asks for is not checked: a wrong code passes.
+	require.NoError(t, claimWith(9, "u6", "dev-"+newNonce(), "ip-"+newNonce(),
+		&engine.SMSCheck{ChallengeID: "ch-none", CodeHash: "bad", UserID: "u6", IfChallenged: true}))
+
+	// Every attempt that reached the gate was observed, refusals included.
+	got, err := e.ObserveRisk(t.Context(), engine.RiskObservation{At: at(10), EventID: newNonce(), UserID: "u1", DeviceID: dev,
+		IP: ip, Horizon: 24 * time.Hour, Windows: []engine.RiskWindow{{Counter: engine.DeviceUsers, Window: time.Hour},
+			{Counter: engine.DeviceClaims, Window: time.Hour}, {Counter: engine.IPClaims, Window: time.Hour}}})
+	require.NoError(t, err)
+	require.Equal(t, []int64{3, 4, 7}, got)
+}
+
+// testProtectRiskGateConcurrent: many claims from one device at once, the
+// gate denying a third user: exactly two users get a coupon, whatever the
+// interleaving.
+func testProtectRiskGateConcurrent(t *testing.T, e engine.Engine) {
+	if !e.FoldsRisk() {
+		t.Skip("the engine does not fold risk into its claim step")
+	}
+	id := load(t, e, 1, codes("rc", 64))
+	dev := "dev-" + newNonce()
+	var wg sync.WaitGroup
+	var ok, denied atomic.Int64
+	for i := range 32 {
+		wg.Go(func() {
+			user := "u" + strconv.Itoa(i)
+			_, err := protectedClaim(t, e, id, user, "", t0, engine.ClaimProtection{Risk: gate(user, dev, "", t0)})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, access.ErrRiskDenied):
+				denied.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 2, ok.Load())
+	require.EqualValues(t, 30, denied.Load())
+	require.EqualValues(t, 62, poolDepth(t, e, id))
 }

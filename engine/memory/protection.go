@@ -82,12 +82,25 @@ func (e *Engine) protectedClaim(b *batch, p engine.ClaimParams) (engine.ClaimRes
 	if pr.Nonce != "" && !e.prot.useNonce(p.BatchID, pr.Nonce, e.Now(), pr.NonceTTL) {
 		return engine.ClaimResult{}, engine.ErrReplayed
 	}
+	challenged := false
+	if g := pr.Risk; g != nil {
+		counts := e.prot.observe(g.Observation)
+		switch g.Decide(counts) {
+		case 2:
+			return engine.ClaimResult{}, &engine.RiskRefusal{Deny: true, Counts: counts}
+		case 1:
+			if pr.SMS == nil {
+				return engine.ClaimResult{}, &engine.RiskRefusal{Counts: counts}
+			}
+			challenged = true
+		}
+	}
 	_, replay := b.keys[keyID{user: p.UserID, key: p.IdempotencyKey}]
 	if !replay || p.IdempotencyKey == "" {
 		if err := bp.admit(pr.Limits, now); err != nil {
 			return engine.ClaimResult{}, err
 		}
-		if pr.SMS != nil {
+		if pr.SMS != nil && (!pr.SMS.IfChallenged || challenged) {
 			if err := bp.solve(*pr.SMS, now); err != nil {
 				return engine.ClaimResult{}, err
 			}
@@ -262,7 +275,15 @@ type riskEvents struct {
 
 // ObserveRisk records the attempt for its device and its IP and counts.
 func (e *Engine) ObserveRisk(_ context.Context, o engine.RiskObservation) ([]int64, error) {
-	p := &e.prot
+	return e.prot.observe(o), nil
+}
+
+// FoldsRisk is true: a claim step observes its risk counters under the
+// protection's mutex, which the lock order allows.
+func (e *Engine) FoldsRisk() bool { return true }
+
+// observe is ObserveRisk.
+func (p *protection) observe(o engine.RiskObservation) []int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.risk == nil {
@@ -308,7 +329,7 @@ func (e *Engine) ObserveRisk(_ context.Context, o engine.RiskObservation) ([]int
 			out[i] = ip.countClaims(from)
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (ev *riskEvents) record(user string, at time.Time, horizon time.Duration) {

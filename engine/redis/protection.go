@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ const (
 	statusRateLimited       = -11
 	statusSMSInvalid        = -12
 	statusIdentitiesUnknown = -13
+	statusRiskRefused       = -14
 )
 
 func source(name string) string {
@@ -83,13 +85,29 @@ func (e *Engine) protectedClaim(ctx context.Context, keys batchKeys, args []any,
 	if p.IdempotencyKey != "" {
 		replay = keyField(p.UserID, p.IdempotencyKey)
 	}
-	ks := make([]string, 0, len(keys)+4+len(pr.Limits))
+	ks := make([]string, 0, len(keys)+8+len(pr.Limits))
 	ks = append(ks, keys[:]...)
 	ks = append(ks, idn, nonceKey, smsKey, keys[keyKeys])
 	for _, l := range pr.Limits {
 		ks = append(ks, base+"rl:"+l.Key)
 	}
-	a := make([]any, 0, 2+len(args)+12+len(pr.Identities)+2*len(pr.Limits))
+	g := pr.Risk
+	if g != nil && !e.FoldsRisk() {
+		return nil, errors.New("redis engine: claim: a risk gate needs one Redis server, not a cluster")
+	}
+	if g != nil && g.Observation.DeviceID != "" {
+		d := e.prefix + ":risk:{d:" + g.Observation.DeviceID + "}:"
+		ks = append(ks, d+"users", d+"claims")
+	} else {
+		ks = append(ks, idn, idn)
+	}
+	if g != nil && g.Observation.IP != "" {
+		d := e.prefix + ":risk:{i:" + g.Observation.IP + "}:"
+		ks = append(ks, d+"users", d+"claims")
+	} else {
+		ks = append(ks, idn, idn)
+	}
+	a := make([]any, 0, 2+len(args)+16+len(pr.Identities)+2*len(pr.Limits))
 	a = append(a, len(keys), len(args))
 	a = append(a, args...)
 	a = append(a, pr.Nonce, max(pr.NonceTTL.Milliseconds(), 1), p.At.UnixMicro(),
@@ -101,7 +119,33 @@ func (e *Engine) protectedClaim(ctx context.Context, keys batchKeys, args []any,
 	for _, l := range pr.Limits {
 		a = append(a, l.Interval().Microseconds(), l.Burst)
 	}
+	a = append(a, flag(sms.IfChallenged), flag(g != nil))
+	if g != nil {
+		o := g.Observation
+		a = append(a, max(o.Horizon, time.Millisecond).Microseconds(), o.UserID, o.EventID, engine.MaxRiskEvents,
+			flag(o.DeviceID != ""), flag(o.IP != ""), len(o.Windows))
+		for _, w := range o.Windows {
+			a = append(a, riskCounterIndex[w.Counter], w.Window.Microseconds())
+		}
+		a = append(a, len(g.Thresholds))
+		for _, t := range g.Thresholds {
+			a = append(a, t.Window+1, t.Above, flag(t.Deny))
+		}
+	}
 	return protectedClaimScript.Run(ctx, e.client, ks, a...).Slice()
+}
+
+// riskCounterIndex numbers the counters as protect_claim.lua does.
+var riskCounterIndex = map[engine.RiskCounter]int{
+	engine.DeviceUsers: 1, engine.DeviceClaims: 2, engine.IPUsers: 3, engine.IPClaims: 4,
+}
+
+// FoldsRisk is true on one Redis server: a claim's script may then touch
+// its device's and IP's risk counters, which are in other hash tags than
+// its batch's. On a cluster they may be on other nodes.
+func (e *Engine) FoldsRisk() bool {
+	_, cluster := e.client.(*goredis.ClusterClient)
+	return !cluster
 }
 
 // protectionRefusal is the error of a claim reply refused by the checks;
@@ -123,6 +167,19 @@ func protectionRefusal(p engine.ClaimParams, res []any) (err error, ok bool) {
 			what = p.Protect.Limits[i-1].What
 		}
 		return &access.RateLimitedError{What: what, After: time.Duration(wait) * time.Microsecond}, true
+	case statusRiskRefused:
+		var n int
+		if p.Protect != nil && p.Protect.Risk != nil {
+			n = len(p.Protect.Risk.Observation.Windows)
+		}
+		refusal := &engine.RiskRefusal{Deny: r.int(1) == 2, Counts: make([]int64, n)}
+		for i := range n {
+			refusal.Counts[i] = r.int(2 + i)
+		}
+		if err := r.check("claim", 2+n); err != nil {
+			return err, true
+		}
+		return refusal, true
 	case statusSMSInvalid:
 		why, left := r.string(1), r.int(2)
 		if err := r.check("claim", 3); err != nil {

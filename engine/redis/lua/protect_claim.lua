@@ -6,18 +6,27 @@
 --
 -- KEYS: the n keys of claim.lua, then (all in the batch's hash tag)
 --       idn (identity counts), nonce, sms challenge, keys hash, and one key
---       per rate limit
+--       per rate limit; then, outside the tag (the engine folds risk only
+--       on one server, not on a cluster), the risk counters: the device's
+--       users and claims, the IP's users and claims (placeholders when the
+--       claim has no device or IP, or no risk gate)
 -- ARGV: n, m, the m arguments of claim.lua, then
 --       nonce ('' none), nonce ttl ms, now µs,
 --       sms challenge id ('' none), code hash, user, phone ('' any),
 --       replay field ('' none: the claim has no idempotency key),
 --       number of identities, the identities,
---       number of limits, then interval µs and burst of each
+--       number of limits, then interval µs and burst of each,
+--       sms only if challenged (1/0), risk gate (1/0), and with a gate:
+--       horizon µs, user, attempt id, most events kept, device (1/0),
+--       IP (1/0), number of windows, then counter (1 device users,
+--       2 device claims, 3 IP users, 4 IP claims) and window µs of each,
+--       number of thresholds, then window index, above and deny (1/0) of each
 --
 -- Reply: that of claim.lua, or {status, …} for a refusal of the checks:
 --        -10 replayed; {-11, wait µs, limit index} rate limited;
 --        {-12, why, attempts left} sms invalid; -13 identities not loaded;
---        -3 an identity holds the limit.
+--        -3 an identity holds the limit; {-14, 2 deny or 1 challenge,
+--        the counts of the windows} refused by the risk gate.
 
 local function num(x)
   return string.format('%.0f', x)
@@ -43,6 +52,8 @@ for i = 1, ni do
 end
 local b = a + 9 + ni
 local nl = tonumber(ARGV[b])
+local g = b + 2 * nl + 1
+local smsIfChallenged, riskGate = ARGV[g] == '1', ARGV[g + 1] == '1'
 
 -- 1. Refusals that change nothing, so that the caller can load and retry.
 local meta = redis.call('HMGET', ckeys[1], 'active', 'limit')
@@ -61,6 +72,62 @@ if nonce ~= '' then
   if not redis.call('SET', kNonce, '1', 'NX', 'PX', nonceTTL) then
     return {-10}
   end
+end
+
+-- The risk gate: the attempt goes into the sliding windows of its device
+-- and its IP (as protect_risk.lua does), and the thresholds decide.
+local challenged = false
+if riskGate then
+  local horizon, user, event, cap = tonumber(ARGV[g + 2]), ARGV[g + 3], ARGV[g + 4], tonumber(ARGV[g + 5])
+  local has = {ARGV[g + 6] == '1', ARGV[g + 6] == '1', ARGV[g + 7] == '1', ARGV[g + 7] == '1'}
+  local rk = n + 4 + nl
+  local stamp = num(now)
+  for i = 1, 4 do
+    if has[i] then
+      local key = KEYS[rk + i]
+      if i % 2 == 1 then
+        redis.call('ZADD', key, stamp, user)
+      else
+        redis.call('ZADD', key, stamp, event)
+      end
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. num(now - horizon))
+      local size = redis.call('ZCARD', key)
+      if size > cap then
+        redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1)
+      end
+      redis.call('PEXPIRE', key, math.floor(horizon / 1000) + 1000)
+    end
+  end
+  local w = g + 8
+  local nw = tonumber(ARGV[w])
+  local counts = {}
+  for i = 1, nw do
+    local c, win = tonumber(ARGV[w + 2 * i - 1]), tonumber(ARGV[w + 2 * i])
+    counts[i] = 0
+    if has[c] then
+      counts[i] = redis.call('ZCOUNT', KEYS[rk + c], '(' .. num(now - win), '+inf')
+    end
+  end
+  local t = w + 2 * nw + 1
+  local worst = 0
+  for i = 1, tonumber(ARGV[t]) do
+    local wi, above = tonumber(ARGV[t + 3 * i - 2]), tonumber(ARGV[t + 3 * i - 1])
+    if counts[wi] > above then
+      if ARGV[t + 3 * i] == '1' then
+        worst = 2
+      elseif worst < 1 then
+        worst = 1
+      end
+    end
+  end
+  if worst == 2 or (worst == 1 and smsID == '') then
+    local out = {-14, worst}
+    for i = 1, nw do
+      out[2 + i] = counts[i]
+    end
+    return out
+  end
+  challenged = worst == 1
 end
 
 -- 3. A replay of the idempotency key skips the checks: claim.lua answers it.
@@ -88,7 +155,7 @@ if replayField == '' or redis.call('HEXISTS', kKeys, replayField) == 0 then
   end
 
   -- 5. The SMS challenge.
-  if smsID ~= '' then
+  if smsID ~= '' and (challenged or not smsIfChallenged) then
     local c = redis.call('HMGET', kSMS, 'user', 'phone', 'hash', 'expires', 'attempts', 'max')
     if not c[1] then
       return {-12, 'unknown', 0}
