@@ -99,3 +99,69 @@ func BenchmarkHTTPUserClaims(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
 }
+
+// BenchmarkHTTPProductTags reads the badges of 20 products a request, over
+// HTTP from 32 clients, on the embedded default: two batches tag products
+// p0…p999.
+func BenchmarkHTTPProductTags(b *testing.B) {
+	a := boot(&testing.T{}, b.TempDir())
+	defer a.Close()
+	c := newClient(&testing.T{}, a)
+	const products = 1000
+	rules := make([]any, products)
+	for i := range rules {
+		rules[i] = map[string]any{"ref_type": "product", "ref_id": fmt.Sprint("p", i), "use_type": "include"}
+	}
+	for range 2 {
+		c.batchWith(100, 1, map[string]any{"rules": rules, "ad_copy": "2 off today"})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := c.do("GET", "/v1/products/tags?ids=p999", nil)
+		if items, _ := r.body["items"].([]any); len(items) == 1 {
+			if tags, _ := items[0].(map[string]any)["tags"].([]any); len(tags) == 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the tags did not appear: %s", r.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
+	var n atomic.Int64
+	b.SetParallelism(32)
+	cpu := processCPU()
+	b.ResetTimer()
+	defer func() {
+		if cpu >= 0 {
+			b.ReportMetric(float64(processCPU()-cpu)/1e3/float64(b.N), "cpu-µs/read")
+		}
+	}()
+	b.RunParallel(func(pb *testing.PB) {
+		var url []byte
+		for pb.Next() {
+			first := int(n.Add(1)) * 20
+			url = append(url[:0], a.URL()+"/v1/products/tags?ids="...)
+			for i := range 20 {
+				if i > 0 {
+					url = append(url, ',')
+				}
+				url = append(url, 'p')
+				url = strconv.AppendInt(url, int64((first+i)%products), 10)
+			}
+			req, _ := http.NewRequest("GET", string(url), nil)
+			req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+}

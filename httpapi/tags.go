@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -21,28 +22,79 @@ type ProductTagItem struct {
 }
 
 func (h *handlers) registerTags(api huma.API) {
+	// The answer is written by hand: each tag is JSON the service encoded
+	// when it tagged the products, which encoding/json would parse again to
+	// check and compact it (a third of the call's CPU). The schema stays
+	// ProductTags's.
+	schema := api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[ProductTags](), true, "ProductTags")
 	huma.Register(api, huma.Operation{
 		OperationID: "product-tags", Method: http.MethodGet, Path: "/v1/products/tags", Tags: []string{"products"},
 		Summary: "Coupon badges of products",
 		Description: "For up to 100 products in one call, the batches whose coupons can be claimed now and whose rules " +
 			"include the product (or, with ids `category:<id>` and `merchant:<id>`, the category or merchant). Answered " +
 			"from the engine. Changes are published as `product.tags_changed`.",
+		Responses: map[string]*huma.Response{"200": {Description: "OK", Content: map[string]*huma.MediaType{
+			"application/json": {Schema: schema},
+		}}},
 	}, func(ctx context.Context, in *struct {
 		IDs string `query:"ids" required:"true" maxLength:"13000" doc:"comma-separated product ids (or category:<id>, merchant:<id>), at most 100"`
-	}) (*struct{ Body ProductTags }, error) {
+	}) (*struct{ Body func(huma.Context) }, error) {
 		ids := strings.Split(in.IDs, ",")
 		tags, err := h.svc.ProductTags(ctx, ids)
 		if err != nil {
 			return nil, problem(err, "query")
 		}
-		out := ProductTags{Items: make([]ProductTagItem, len(ids))}
+		size := 16
 		for i, id := range ids {
-			item := ProductTagItem{ID: id, Tags: make([]json.RawMessage, len(tags[i]))}
-			for j, t := range tags[i] {
-				item.Tags[j] = t.Data
+			size += len(id) + 20
+			for _, t := range tags[i] {
+				size += len(t.Data) + 1
 			}
-			out.Items[i] = item
 		}
-		return &struct{ Body ProductTags }{out}, nil
+		b := make([]byte, 0, size)
+		b = append(b, `{"items":[`...)
+		for i, id := range ids {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"id":`...)
+			b = appendJSONString(b, id)
+			b = append(b, `,"tags":[`...)
+			for j, t := range tags[i] {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, t.Data...)
+			}
+			b = append(b, "]}"...)
+		}
+		b = append(b, "]}\n"...)
+		return &struct{ Body func(huma.Context) }{func(ctx huma.Context) {
+			ctx.SetHeader("Content-Type", "application/json")
+			_, _ = ctx.BodyWriter().Write(b)
+		}}, nil
 	})
+}
+
+// appendJSONString appends s, valid UTF-8, as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
