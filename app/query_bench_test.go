@@ -101,11 +101,22 @@ func BenchmarkHTTPUserClaims(b *testing.B) {
 }
 
 // BenchmarkHTTPProductTags reads the badges of 20 products a request, over
-// HTTP from 32 clients, on the embedded default: two batches tag products
-// p0…p999.
+// HTTP from 32 clients, on the embedded default and with the Redis engine:
+// two batches tag products p0…p999.
 func BenchmarkHTTPProductTags(b *testing.B) {
-	a := boot(&testing.T{}, b.TempDir())
-	defer a.Close()
+	b.Run("engine=memory", func(b *testing.B) {
+		a := boot(&testing.T{}, b.TempDir())
+		defer a.Close()
+		productTagsLoad(b, a)
+	})
+	b.Run("engine=redis", func(b *testing.B) {
+		a := bootRedis(b)
+		defer a.Close()
+		productTagsLoad(b, a)
+	})
+}
+
+func productTagsLoad(b *testing.B, a *app.App) {
 	c := newClient(&testing.T{}, a)
 	const products = 1000
 	rules := make([]any, products)
