@@ -155,7 +155,10 @@ func (v Validity) Window(t time.Time) (from, to time.Time) {
 type Batch struct {
 	ID string `json:"id"`
 	BatchSpec
-	Status          Status    `json:"status"`
+	Status Status `json:"status"`
+	// Version counts the changes of the configuration: 1 at creation, one
+	// more at each edit of the draft. Status changes and codes leave it.
+	Version         int64     `json:"version"`
 	GeneratedCount  int64     `json:"generated_count"`
 	GeneratedAmount int64     `json:"generated_amount" doc:"sum of the amounts of the generated codes"`
 	CreatedAt       time.Time `json:"created_at"`

@@ -11,14 +11,16 @@ import (
 // Error codes are stable, machine-readable and part of the public API: they
 // appear as the `code` member of every problem response.
 const (
-	CodeInvalid      = "invalid"       // the request names a bad value
-	CodeNotFound     = "not_found"     // the thing does not exist
-	CodeSoldOut      = "sold_out"      // the batch has no code left
-	CodeLimitReached = "limit_reached" // the user holds the per-user limit
-	CodeNotClaimable = "not_claimable" // window, status or platform forbid the claim
-	CodeConflict     = "conflict"      // the state does not allow the change
-	CodeInProgress   = "in_progress"   // an earlier request with the same key is still running
-	CodeUnavailable  = "unavailable"   // a backend cannot serve now; retrying may work
+	CodeInvalid      = "invalid"             // the request names a bad value
+	CodeNotFound     = "not_found"           // the thing does not exist
+	CodeSoldOut      = "sold_out"            // the batch has no code left
+	CodeLimitReached = "limit_reached"       // the user holds the per-user limit
+	CodeNotClaimable = "not_claimable"       // window, status or platform forbid the claim
+	CodeConflict     = "conflict"            // the state does not allow the change
+	CodeNotDraft     = "not_draft"           // the batch is no longer a draft: its configuration is fixed
+	CodeStale        = "precondition_failed" // If-Match names a version the batch is no longer at
+	CodeInProgress   = "in_progress"         // an earlier request with the same key is still running
+	CodeUnavailable  = "unavailable"         // a backend cannot serve now; retrying may work
 	CodeInternal     = "internal"
 )
 
@@ -62,6 +64,8 @@ var (
 	ErrLimitReached = &Error{Code: CodeLimitReached, Message: "the user already holds the per-user limit of this batch"}
 	ErrNotClaimable = &Error{Code: CodeNotClaimable, Message: "the batch cannot be claimed now"}
 	ErrConflict     = &Error{Code: CodeConflict, Message: "conflict"}
+	ErrNotDraft     = &Error{Code: CodeNotDraft, Message: "only a draft batch can be edited"}
+	ErrStale        = &Error{Code: CodeStale, Message: "the batch changed since the version given in If-Match"}
 	ErrInProgress   = &Error{Code: CodeInProgress, Message: "an earlier request with this idempotency key is still in progress; retry shortly"}
 	ErrUnavailable  = &Error{Code: CodeUnavailable, Message: "service temporarily unavailable"}
 )

@@ -43,7 +43,7 @@ type Store struct {
 	metrics *telemetry.Metrics
 	replica store.ReplicaReader // nil: no replica
 
-	createBatch, getBatch, listBatches, setBatchStatus, claimedCount, addCodes, continueCodes, unclaimedCodes, getCode, snapshot,
+	createBatch, getBatch, listBatches, setBatchStatus, updateBatch, claimedCount, addCodes, continueCodes, unclaimedCodes, getCode, snapshot,
 	insertClaims, claimedCodes, getClaim, getClaimByKey, listUserClaims, pendingEvents, markPublished,
 	migrations, replicaBatches, replicaClaims, primaryBatches, primaryClaims *op
 }
@@ -55,7 +55,7 @@ var (
 
 // storeAnswers are the store's own outcomes, not signs of trouble.
 var storeAnswers = []error{
-	store.ErrTotalExceeded, store.ErrGeneratedMoved, store.ErrStatus, store.ErrCodeClaimed, store.ErrSeqTaken,
+	store.ErrTotalExceeded, store.ErrGeneratedMoved, store.ErrStatus, store.ErrVersion, store.ErrHasCodes, store.ErrCodeClaimed, store.ErrSeqTaken,
 	store.ErrKeyUsed, store.ErrUnknownCode, store.ErrOverLimit,
 }
 
@@ -72,6 +72,7 @@ func NewStore(s store.Store, cfg StoreConfig) *Store {
 		getBatch:       o.op("get_batch", t, nil, false, storeAnswers),
 		listBatches:    o.op("list_batches", t, nil, false, storeAnswers),
 		setBatchStatus: o.op("set_batch_status", t, nil, false, storeAnswers),
+		updateBatch:    o.op("update_batch", t, nil, false, storeAnswers),
 		claimedCount:   o.op("claimed_count", t, nil, false, storeAnswers),
 		addCodes:       o.op("add_codes", bulk, nil, false, storeAnswers),
 		continueCodes:  o.op("continue_codes", bulk, nil, false, storeAnswers),
@@ -164,6 +165,16 @@ func (s *Store) SetBatchStatus(ctx context.Context, p store.SetBatchStatus) (*co
 	return b, c.end(err)
 }
 
+// UpdateBatch is guarded.
+func (s *Store) UpdateBatch(ctx context.Context, p store.UpdateBatch) (*coupon.Batch, error) {
+	c, cctx, _ := begin(ctx, s.tracer, s.updateBatch)
+	b, err := s.Store.UpdateBatch(cctx, p)
+	if err == nil && p.Event != nil {
+		s.origins.Remember(ctx, p.Event.AggregateID)
+	}
+	return b, c.end(err)
+}
+
 // ClaimedCount is guarded.
 func (s *Store) ClaimedCount(ctx context.Context, batchID string) (int64, error) {
 	c, cctx, _ := begin(ctx, s.tracer, s.claimedCount)
@@ -179,9 +190,9 @@ func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Cod
 }
 
 // ContinueCodes is guarded, with the bulk timeout.
-func (s *Store) ContinueCodes(ctx context.Context, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
+func (s *Store) ContinueCodes(ctx context.Context, p store.ContinueCodes) ([]coupon.Code, error) {
 	c, cctx, _ := begin(ctx, s.tracer, s.continueCodes)
-	out, err := s.Store.ContinueCodes(cctx, batchID, from, codes)
+	out, err := s.Store.ContinueCodes(cctx, p)
 	return out, c.end(err)
 }
 

@@ -340,7 +340,7 @@ func (s *Service) writeCodes(ctx context.Context, b *coupon.Batch, n int64) (wri
 		if attempt == 20 {
 			return written, false, fmt.Errorf("batch %s: codes keep colliding; use a longer code_format.length: %w", b.ID, coupon.ErrConflict)
 		}
-		inserted, err := s.store.ContinueCodes(ctx, b.ID, from, codes)
+		inserted, err := s.store.ContinueCodes(ctx, store.ContinueCodes{BatchID: b.ID, From: from, Version: b.Version, Codes: codes})
 		if errors.Is(err, store.ErrGeneratedMoved) {
 			return written, true, nil
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/coupond/coupond/engine"
 	"github.com/coupond/coupond/engine/memory"
 	"github.com/coupond/coupond/service"
+	"github.com/coupond/coupond/store"
 	"github.com/coupond/coupond/store/sqlite"
 )
 
@@ -332,7 +333,7 @@ func TestStrandedChunkIsLoadedOnce(t *testing.T) {
 		for i := range in {
 			in[i] = coupon.Code{Code: coupon.NewCode(coupon.CodeFormat{}), Amount: amounts.Next()}
 		}
-		out, err := c.store.ContinueCodes(ctx, v.ID, from, in)
+		out, err := c.store.ContinueCodes(ctx, store.ContinueCodes{BatchID: v.ID, From: from, Version: b.Version, Codes: in})
 		require.NoError(t, err)
 		require.Len(t, out, n)
 		return out

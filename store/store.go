@@ -25,6 +25,12 @@ var (
 	ErrGeneratedMoved = errors.New("store: generated count moved")
 	// ErrStatus: the batch is not in one of the statuses a change starts from.
 	ErrStatus = errors.New("store: batch status does not allow this change")
+	// ErrVersion: the batch is not at the version the change was made for;
+	// someone edited it since the caller read it.
+	ErrVersion = errors.New("store: batch version moved")
+	// ErrHasCodes: the draft holds codes (a publication under way, or
+	// imported codes), drawn from its configuration as it is.
+	ErrHasCodes = errors.New("store: batch holds codes")
 	// Per-row outcomes of InsertClaims, each a constraint of the claims table.
 	ErrCodeClaimed = errors.New("store: code already claimed")
 	ErrSeqTaken    = errors.New("store: user sequence number already taken")
@@ -43,6 +49,7 @@ type Store interface {
 
 	// CreateBatch inserts a new batch with its rules. b.ID is set by the
 	// caller; an ID that exists already is refused with coupon.ErrConflict.
+	// A zero b.Version is stored as 1.
 	CreateBatch(ctx context.Context, b *coupon.Batch) error
 	// GetBatch returns a batch with its rules, or ErrNotFound.
 	GetBatch(ctx context.Context, id string) (*coupon.Batch, error)
@@ -51,8 +58,22 @@ type Store interface {
 	ListBatches(ctx context.Context, f BatchFilter) ([]*coupon.Batch, error)
 	// SetBatchStatus moves a batch from one of p.From to p.To and writes
 	// p.Event (its zero CreatedAt becomes p.At) to the outbox, atomically. ErrStatus if the batch is in no
-	// status of p.From; ErrNotFound if there is no such batch.
+	// status of p.From; ErrVersion if p.Version is set and is not the
+	// batch's; ErrNotFound if there is no such batch.
 	SetBatchStatus(ctx context.Context, p SetBatchStatus) (*coupon.Batch, error)
+	// UpdateBatch replaces the configuration of a draft batch that holds no
+	// codes — its BatchSpec, rules included: the rules are replaced, in the
+	// order given — raises its Version by one, sets its UpdatedAt to p.At
+	// and writes p.Event to the outbox, in one transaction, and returns the
+	// batch as it is then. Status, counts, CreatedAt and ID are kept.
+	// Refusals change nothing and are checked in this order: ErrNotFound if
+	// there is no such batch; ErrStatus if it is not a draft; ErrVersion if
+	// p.Version is set and is not the batch's; ErrHasCodes if it holds codes
+	// (its codes were drawn from the configuration it has). With the version
+	// conditions of ContinueCodes and SetBatchStatus, a publication racing
+	// an edit publishes the configuration its codes were drawn from: all of
+	// the edit, or none of it.
+	UpdateBatch(ctx context.Context, p UpdateBatch) (*coupon.Batch, error)
 	// ClaimedCount counts the claims of a batch.
 	ClaimedCount(ctx context.Context, batchID string) (int64, error)
 
@@ -65,12 +86,15 @@ type Store interface {
 	// even into a full batch. An amount below 1 is an error.
 	AddCodes(ctx context.Context, batchID string, codes []coupon.Code) ([]coupon.Code, error)
 	// ContinueCodes is AddCodes on the condition that the batch's generated
-	// count is from, checked in the same transaction that bounds it by the
-	// total: otherwise ErrGeneratedMoved, nothing written. Generators that
-	// race each draw their codes, and a split budget's amounts, from the
-	// count and amount they read; the condition lets one write and makes
-	// the others read again, so the total and the budget stay exact.
-	ContinueCodes(ctx context.Context, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error)
+	// count is p.From and, if p.Version is set, that its version is
+	// p.Version, both checked in the same transaction that bounds the count
+	// by the total: otherwise ErrGeneratedMoved, nothing written. Generators
+	// that race each draw their codes, and a split budget's amounts, from
+	// the batch as they read it; the condition lets one write and makes the
+	// others read again, so the total and the budget stay exact, and codes
+	// drawn from a draft's configuration before an edit are never written
+	// after it.
+	ContinueCodes(ctx context.Context, p ContinueCodes) ([]coupon.Code, error)
 	// UnclaimedCodes returns the codes of a batch with sequence numbers in
 	// (afterSeq, throughSeq] that no claim holds, in sequence order: what
 	// the engine's AddCodes loads. It reads the primary, never a replica.
@@ -141,11 +165,32 @@ type BatchFilter struct {
 
 // SetBatchStatus is one status change of a batch.
 type SetBatchStatus struct {
-	ID    string
-	From  []coupon.Status
-	To    coupon.Status
-	At    time.Time
-	Event *Event // optional
+	ID   string
+	From []coupon.Status
+	To   coupon.Status
+	// Version, if not 0, is the version the batch must be at: a publication
+	// publishes the configuration it generated the codes for.
+	Version int64
+	At      time.Time
+	Event   *Event // optional
+}
+
+// UpdateBatch is an edit of a draft batch's configuration.
+type UpdateBatch struct {
+	ID   string
+	Spec coupon.BatchSpec
+	// Version, if not 0, is the version the edit was made to (If-Match).
+	Version int64
+	At      time.Time
+	Event   *Event // optional
+}
+
+// ContinueCodes is a chunk of codes drawn from a batch as the caller read it.
+type ContinueCodes struct {
+	BatchID string
+	From    int64 // the generated count read
+	Version int64 // the version read; 0: any
+	Codes   []coupon.Code
 }
 
 // UserClaimFilter selects a user's claims for ListUserClaims.

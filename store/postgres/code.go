@@ -52,23 +52,23 @@ RETURNING code, seq`
 // codes are copied (COPY, binary) into a temporary table and inserted from
 // there with one statement.
 func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Code) ([]coupon.Code, error) {
-	return s.addCodesRetrying(ctx, "add codes to batch "+batchID, batchID, anyCount, codes)
+	return s.addCodesRetrying(ctx, "add codes to batch "+batchID, batchID, anyCount, 0, codes)
 }
 
-// ContinueCodes is AddCodes if the batch's generated count is from, read
-// under the lock of the batch row that the bounded UPDATE then changes;
-// ErrGeneratedMoved otherwise.
-func (s *Store) ContinueCodes(ctx context.Context, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
-	if from < 0 {
-		return nil, fmt.Errorf("postgres: continue codes of batch %s: from %d is negative", batchID, from)
+// ContinueCodes is AddCodes if the batch's generated count is p.From and
+// its version p.Version (unless 0), read under the lock of the batch row
+// that the bounded UPDATE then changes; ErrGeneratedMoved otherwise.
+func (s *Store) ContinueCodes(ctx context.Context, p store.ContinueCodes) ([]coupon.Code, error) {
+	if p.From < 0 {
+		return nil, fmt.Errorf("postgres: continue codes of batch %s: from %d is negative", p.BatchID, p.From)
 	}
-	return s.addCodesRetrying(ctx, "continue codes of batch "+batchID, batchID, from, codes)
+	return s.addCodesRetrying(ctx, "continue codes of batch "+p.BatchID, p.BatchID, p.From, p.Version, p.Codes)
 }
 
 // anyCount is the from of AddCodes: any generated count will do.
 const anyCount = -1
 
-func (s *Store) addCodesRetrying(ctx context.Context, op, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
+func (s *Store) addCodesRetrying(ctx context.Context, op, batchID string, from, version int64, codes []coupon.Code) ([]coupon.Code, error) {
 	for _, c := range codes {
 		if c.Amount < 1 {
 			return nil, fmt.Errorf("postgres: %s: code %q has amount %d, below 1", op, c.Code, c.Amount)
@@ -90,7 +90,7 @@ func (s *Store) addCodesRetrying(ctx context.Context, op, batchID string, from i
 	// seeing that code. A handful of attempts is plenty: each one needs a
 	// new collision in a window of microseconds.
 	for attempt := 0; ; attempt++ {
-		out, err := s.addCodes(ctx, op, batchID, from, codes, first, distinct, now)
+		out, err := s.addCodes(ctx, op, batchID, from, version, codes, first, distinct, now)
 		if !errors.Is(err, errSeqGap) || attempt == 4 {
 			return out, err
 		}
@@ -99,13 +99,13 @@ func (s *Store) addCodesRetrying(ctx context.Context, op, batchID string, from i
 
 var errSeqGap = errors.New("postgres: a concurrent insert left a gap in the sequence numbers")
 
-func (s *Store) addCodes(ctx context.Context, op, batchID string, from int64, codes []coupon.Code,
+func (s *Store) addCodes(ctx context.Context, op, batchID string, from, version int64, codes []coupon.Code,
 	first map[string]int, distinct []int, now time.Time) ([]coupon.Code, error) {
 	var out []coupon.Code
 	err := inTx(ctx, s.primary, pgx.TxOptions{}, op, func(tx pgx.Tx) error {
-		var generated, total int64
-		err := tx.QueryRow(ctx, `SELECT generated_count, total_quantity FROM batches WHERE id = $1 FOR UPDATE`, batchID).
-			Scan(&generated, &total)
+		var generated, total, current int64
+		err := tx.QueryRow(ctx, `SELECT generated_count, total_quantity, version FROM batches WHERE id = $1 FOR UPDATE`, batchID).
+			Scan(&generated, &total, &current)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("postgres: batch %s: %w", batchID, store.ErrNotFound)
 		}
@@ -114,6 +114,9 @@ func (s *Store) addCodes(ctx context.Context, op, batchID string, from int64, co
 		}
 		if from != anyCount && generated != from {
 			return fmt.Errorf("postgres: batch %s holds %d codes, not %d: %w", batchID, generated, from, store.ErrGeneratedMoved)
+		}
+		if version != 0 && current != version {
+			return fmt.Errorf("postgres: batch %s is at version %d, not %d: %w", batchID, current, version, store.ErrGeneratedMoved)
 		}
 		out = make([]coupon.Code, 0, len(codes))
 		if len(codes) == 0 {

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -18,7 +20,23 @@ const batchColumns = `id, name, merchant_id, type, status, total_quantity, gener
 	per_user_limit, claim_start, claim_end, claim_platforms, channel, ad_copy,
 	validity_days, validity_start, validity_end,
 	amount_type, amount_value, amount_min, amount_max, amount_budget,
-	min_spend, percent_off, usage_platforms, code_prefix, code_length, created_at, updated_at, options`
+	min_spend, percent_off, usage_platforms, code_prefix, code_length, created_at, updated_at, options, version`
+
+// specAssignments sets the columns of a BatchSpec, in the order of specArgs.
+const specAssignments = `name = ?, merchant_id = ?, type = ?, total_quantity = ?,
+	per_user_limit = ?, claim_start = ?, claim_end = ?, claim_platforms = ?, channel = ?, ad_copy = ?,
+	validity_days = ?, validity_start = ?, validity_end = ?,
+	amount_type = ?, amount_value = ?, amount_min = ?, amount_max = ?, amount_budget = ?,
+	min_spend = ?, percent_off = ?, usage_platforms = ?, code_prefix = ?, code_length = ?, options = ?`
+
+func specArgs(sp *coupon.BatchSpec) []any {
+	return []any{sp.Name, sp.MerchantID, string(sp.Type), sp.TotalQuantity,
+		sp.PerUserLimit, nullMicros(sp.ClaimStart), nullMicros(sp.ClaimEnd), encodeList(sp.ClaimPlatforms), sp.Channel, sp.AdCopy,
+		sp.Validity.Days, nullMicros(sp.Validity.Start), nullMicros(sp.Validity.End),
+		string(sp.Amount.Type), sp.Amount.Value, sp.Amount.Min, sp.Amount.Max, sp.Amount.Budget,
+		sp.MinSpend, sp.PercentOff, encodeList(sp.UsagePlatforms), sp.CodeFormat.Prefix, sp.CodeFormat.Length,
+		encodeOptions(sp.BatchOptions)}
+}
 
 // CreateBatch inserts a batch and its rules in one transaction. A batch
 // whose ID exists already is refused with coupon.ErrConflict.
@@ -26,34 +44,94 @@ func (s *Store) CreateBatch(ctx context.Context, b *coupon.Batch) error {
 	op := "create batch " + b.ID
 	return s.writeTx(ctx, op, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO batches (`+batchColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			b.ID, b.Name, b.MerchantID, string(b.Type), string(b.Status), b.TotalQuantity, b.GeneratedCount, b.GeneratedAmount,
 			b.PerUserLimit, nullMicros(b.ClaimStart), nullMicros(b.ClaimEnd), encodeList(b.ClaimPlatforms), b.Channel, b.AdCopy,
 			b.Validity.Days, nullMicros(b.Validity.Start), nullMicros(b.Validity.End),
 			string(b.Amount.Type), b.Amount.Value, b.Amount.Min, b.Amount.Max, b.Amount.Budget,
 			b.MinSpend, b.PercentOff, encodeList(b.UsagePlatforms), b.CodeFormat.Prefix, b.CodeFormat.Length,
-			micros(b.CreatedAt), micros(b.UpdatedAt), encodeOptions(b.BatchOptions))
+			micros(b.CreatedAt), micros(b.UpdatedAt), encodeOptions(b.BatchOptions), max(b.Version, 1))
 		if err != nil {
 			if code, _, ok := constraint(err); ok && code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
 				return fmt.Errorf("sqlite: batch %s exists already: %w", b.ID, coupon.ErrConflict)
 			}
 			return wrap(op, err)
 		}
-		if len(b.Rules) == 0 {
-			return nil
+		return insertRules(ctx, tx, op, b.ID, b.Rules)
+	})
+}
+
+// insertRules inserts a batch's rules in order: their ids keep it.
+func insertRules(ctx context.Context, tx *sql.Tx, op, batchID string, rules []coupon.Rule) error {
+	if len(rules) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO rules (batch_id, ref_type, ref_id, use_type, value) VALUES (?, ?, ?, ?, ?)`)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer stmt.Close()
+	for _, r := range rules {
+		if _, err := stmt.ExecContext(ctx, batchID, r.RefType, r.RefID, r.UseType, r.Value); err != nil {
+			return wrap(op+": rule", err)
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO rules (batch_id, ref_type, ref_id, use_type, value) VALUES (?, ?, ?, ?, ?)`)
+	}
+	return nil
+}
+
+// UpdateBatch replaces the configuration and the rules of a draft batch
+// that holds no codes, in one write transaction: the single writer keeps
+// what the first statement reads until the transaction ends.
+func (s *Store) UpdateBatch(ctx context.Context, p store.UpdateBatch) (*coupon.Batch, error) {
+	op := "update batch " + p.ID
+	var b *coupon.Batch
+	err := s.writeTx(ctx, op, func(tx *sql.Tx) error {
+		var (
+			status             string
+			version, generated int64
+		)
+		err := tx.QueryRowContext(ctx, `SELECT status, version, generated_count FROM batches WHERE id = ?`, p.ID).
+			Scan(&status, &version, &generated)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlite: batch %s: %w", p.ID, store.ErrNotFound)
+		case err != nil:
+			return wrap(op, err)
+		case status != string(coupon.StatusDraft):
+			return fmt.Errorf("sqlite: batch %s is %s: %w", p.ID, status, store.ErrStatus)
+		case p.Version != 0 && version != p.Version:
+			return fmt.Errorf("sqlite: batch %s is at version %d, not %d: %w", p.ID, version, p.Version, store.ErrVersion)
+		case generated != 0:
+			return fmt.Errorf("sqlite: batch %s holds %d codes: %w", p.ID, generated, store.ErrHasCodes)
+		}
+		// The conditions again where the row changes, as in PostgreSQL.
+		args := append(specArgs(&p.Spec), micros(p.At), p.ID, version)
+		res, err := tx.ExecContext(ctx, `UPDATE batches SET `+specAssignments+`, version = version + 1, updated_at = ?
+			WHERE id = ? AND status = 'draft' AND generated_count = 0 AND version = ?`, args...)
 		if err != nil {
 			return wrap(op, err)
 		}
-		defer stmt.Close()
-		for _, r := range b.Rules {
-			if _, err := stmt.ExecContext(ctx, b.ID, r.RefType, r.RefID, r.UseType, r.Value); err != nil {
-				return wrap(op+": rule", err)
-			}
+		if n, err := res.RowsAffected(); err != nil {
+			return wrap(op, err)
+		} else if n != 1 {
+			return fmt.Errorf("sqlite: %s: the batch changed under the write transaction", op)
 		}
-		return nil
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE batch_id = ?`, p.ID); err != nil {
+			return wrap(op+": rules", err)
+		}
+		if err := insertRules(ctx, tx, op, p.ID, p.Spec.Rules); err != nil {
+			return err
+		}
+		if err := s.insertOutbox(ctx, tx, op, p.Event, p.At); err != nil {
+			return err
+		}
+		b, err = getBatch(ctx, tx, p.ID)
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // GetBatch returns a batch with its rules, or ErrNotFound.
@@ -132,13 +210,13 @@ func (s *Store) SetBatchStatus(ctx context.Context, p store.SetBatchStatus) (*co
 	op := "set status of batch " + p.ID
 	var b *coupon.Batch
 	err := s.writeTx(ctx, op, func(tx *sql.Tx) error {
-		args := make([]any, 0, 3+len(p.From))
-		args = append(args, string(p.To), micros(p.At), p.ID)
+		args := make([]any, 0, 4+len(p.From))
+		args = append(args, string(p.To), micros(p.At), p.ID, p.Version, p.Version)
 		for _, st := range p.From {
 			args = append(args, string(st))
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE batches SET status = ?, updated_at = ?
-			WHERE id = ? AND status IN (`+placeholders(len(p.From))+`)`, args...)
+			WHERE id = ? AND (? = 0 OR version = ?) AND status IN (`+placeholders(len(p.From))+`)`, args...)
 		if err != nil {
 			return wrap(op, err)
 		}
@@ -146,24 +224,20 @@ func (s *Store) SetBatchStatus(ctx context.Context, p store.SetBatchStatus) (*co
 			return wrap(op, err)
 		} else if n == 0 {
 			var current string
-			err := tx.QueryRowContext(ctx, `SELECT status FROM batches WHERE id = ?`, p.ID).Scan(&current)
+			var version int64
+			err := tx.QueryRowContext(ctx, `SELECT status, version FROM batches WHERE id = ?`, p.ID).Scan(&current, &version)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				return fmt.Errorf("sqlite: batch %s: %w", p.ID, store.ErrNotFound)
 			case err != nil:
 				return wrap(op, err)
+			case !slices.Contains(p.From, coupon.Status(current)):
+				return fmt.Errorf("sqlite: batch %s is %s, not %v: %w", p.ID, current, p.From, store.ErrStatus)
 			}
-			return fmt.Errorf("sqlite: batch %s is %s, not %v: %w", p.ID, current, p.From, store.ErrStatus)
+			return fmt.Errorf("sqlite: batch %s is at version %d, not %d: %w", p.ID, version, p.Version, store.ErrVersion)
 		}
-		if p.Event != nil {
-			e := *p.Event
-			if e.CreatedAt.IsZero() {
-				e.CreatedAt = p.At
-			}
-			if _, err := tx.StmtContext(ctx, s.insertEvent).ExecContext(ctx,
-				e.Type, e.AggregateID, string(e.Payload), micros(e.CreatedAt)); err != nil {
-				return wrap(op+": outbox", err)
-			}
+		if err := s.insertOutbox(ctx, tx, op, p.Event, p.At); err != nil {
+			return err
 		}
 		b, err = getBatch(ctx, tx, p.ID)
 		return err
@@ -172,6 +246,22 @@ func (s *Store) SetBatchStatus(ctx context.Context, p store.SetBatchStatus) (*co
 		return nil, err
 	}
 	return b, nil
+}
+
+// insertOutbox writes e, if any, to the outbox; a zero CreatedAt becomes at.
+func (s *Store) insertOutbox(ctx context.Context, tx *sql.Tx, op string, e *store.Event, at time.Time) error {
+	if e == nil {
+		return nil
+	}
+	createdAt := e.CreatedAt
+	if createdAt.IsZero() {
+		createdAt = at
+	}
+	if _, err := tx.StmtContext(ctx, s.insertEvent).ExecContext(ctx,
+		e.Type, e.AggregateID, string(e.Payload), micros(createdAt)); err != nil {
+		return wrap(op+": outbox", err)
+	}
+	return nil
 }
 
 // ClaimedCount counts the claims of a batch; it reads only the
@@ -246,7 +336,8 @@ func scanBatch(row scanner) (*coupon.Batch, error) {
 		&b.PerUserLimit, &claimStart, &claimEnd, &claimPlatforms, &b.Channel, &b.AdCopy,
 		&b.Validity.Days, &validityStart, &validityEnd,
 		&amountType, &b.Amount.Value, &b.Amount.Min, &b.Amount.Max, &b.Amount.Budget,
-		&b.MinSpend, &b.PercentOff, &usagePlatforms, &b.CodeFormat.Prefix, &b.CodeFormat.Length, &createdAt, &updatedAt, &options)
+		&b.MinSpend, &b.PercentOff, &usagePlatforms, &b.CodeFormat.Prefix, &b.CodeFormat.Length, &createdAt, &updatedAt, &options,
+		&b.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}

@@ -18,28 +18,29 @@ const insertCodeSQL = `INSERT INTO codes (code, batch_id, seq, amount, tags, cre
 // generated_count + k; a code that exists already is skipped and not
 // counted. A code's CreatedAt defaults to now.
 func (s *Store) AddCodes(ctx context.Context, batchID string, codes []coupon.Code) ([]coupon.Code, error) {
-	return s.addCodes(ctx, "add codes to batch "+batchID, batchID, anyCount, codes)
+	return s.addCodes(ctx, "add codes to batch "+batchID, batchID, anyCount, 0, codes)
 }
 
-// ContinueCodes is AddCodes if the batch's generated count is from, read in
-// the same transaction; ErrGeneratedMoved otherwise.
-func (s *Store) ContinueCodes(ctx context.Context, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
-	if from < 0 {
-		return nil, fmt.Errorf("sqlite: continue codes of batch %s: from %d is negative", batchID, from)
+// ContinueCodes is AddCodes if the batch's generated count is p.From and
+// its version p.Version (unless 0), read in the same transaction;
+// ErrGeneratedMoved otherwise.
+func (s *Store) ContinueCodes(ctx context.Context, p store.ContinueCodes) ([]coupon.Code, error) {
+	if p.From < 0 {
+		return nil, fmt.Errorf("sqlite: continue codes of batch %s: from %d is negative", p.BatchID, p.From)
 	}
-	return s.addCodes(ctx, "continue codes of batch "+batchID, batchID, from, codes)
+	return s.addCodes(ctx, "continue codes of batch "+p.BatchID, p.BatchID, p.From, p.Version, p.Codes)
 }
 
 // anyCount is the from of AddCodes: any generated count will do.
 const anyCount = -1
 
-func (s *Store) addCodes(ctx context.Context, op, batchID string, from int64, codes []coupon.Code) ([]coupon.Code, error) {
+func (s *Store) addCodes(ctx context.Context, op, batchID string, from, version int64, codes []coupon.Code) ([]coupon.Code, error) {
 	now := coupon.UTC(s.now())
 	var out []coupon.Code
 	err := s.writeTx(ctx, op, func(tx *sql.Tx) error {
-		var generated, total int64
-		err := tx.QueryRowContext(ctx, `SELECT generated_count, total_quantity FROM batches WHERE id = ?`, batchID).
-			Scan(&generated, &total)
+		var generated, total, current int64
+		err := tx.QueryRowContext(ctx, `SELECT generated_count, total_quantity, version FROM batches WHERE id = ?`, batchID).
+			Scan(&generated, &total, &current)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite: batch %s: %w", batchID, store.ErrNotFound)
 		}
@@ -48,6 +49,9 @@ func (s *Store) addCodes(ctx context.Context, op, batchID string, from int64, co
 		}
 		if from != anyCount && generated != from {
 			return fmt.Errorf("sqlite: batch %s holds %d codes, not %d: %w", batchID, generated, from, store.ErrGeneratedMoved)
+		}
+		if version != 0 && current != version {
+			return fmt.Errorf("sqlite: batch %s is at version %d, not %d: %w", batchID, current, version, store.ErrGeneratedMoved)
 		}
 
 		stmt := tx.StmtContext(ctx, s.insertCode)

@@ -17,14 +17,14 @@ func testContinueCodes(t *testing.T, f *fixture) {
 	b := f.createBatch(func(b *coupon.Batch) { b.TotalQuantity = 6 })
 	f.createBatch()
 
-	out, err := f.s.ContinueCodes(f.ctx, b.ID, 0, []coupon.Code{{Code: "CONT-A", Amount: 10}, {Code: "CONT-B", Amount: 20}})
+	out, err := f.continueCodes(b.ID, 0, []coupon.Code{{Code: "CONT-A", Amount: 10}, {Code: "CONT-B", Amount: 20}})
 	require.NoError(t, err)
 	require.Equal(t, []int64{1, 2}, []int64{out[0].Seq, out[1].Seq})
 
 	// A count that moved on: nothing is written, even a code that would fit.
 	for _, from := range []int64{0, 1, 3} {
 		stale := codes(2, 5)
-		_, err = f.s.ContinueCodes(f.ctx, b.ID, from, stale)
+		_, err = f.continueCodes(b.ID, from, stale)
 		require.ErrorIs(t, err, store.ErrGeneratedMoved, "from %d", from)
 		require.NotErrorIs(t, err, store.ErrTotalExceeded)
 		for _, c := range stale {
@@ -32,9 +32,9 @@ func testContinueCodes(t *testing.T, f *fixture) {
 			require.ErrorIs(t, err, store.ErrNotFound, "no code of a refused call is inserted")
 		}
 	}
-	_, err = f.s.ContinueCodes(f.ctx, b.ID, 5, nil)
+	_, err = f.continueCodes(b.ID, 5, nil)
 	require.ErrorIs(t, err, store.ErrGeneratedMoved, "an empty call is checked too")
-	none, err := f.s.ContinueCodes(f.ctx, b.ID, 2, nil)
+	none, err := f.continueCodes(b.ID, 2, nil)
 	require.NoError(t, err)
 	require.Empty(t, none)
 	got, err := f.s.GetBatch(f.ctx, b.ID)
@@ -44,18 +44,18 @@ func testContinueCodes(t *testing.T, f *fixture) {
 
 	// Duplicates are skipped and not counted, as in AddCodes: the caller
 	// continues from the count plus what went in.
-	out, err = f.s.ContinueCodes(f.ctx, b.ID, 2, []coupon.Code{{Code: "CONT-A", Amount: 99}, {Code: "CONT-C", Amount: 30}})
+	out, err = f.continueCodes(b.ID, 2, []coupon.Code{{Code: "CONT-A", Amount: 99}, {Code: "CONT-C", Amount: 30}})
 	require.NoError(t, err)
 	require.Len(t, out, 1)
 	require.Equal(t, "CONT-C", out[0].Code)
 	require.EqualValues(t, 3, out[0].Seq)
-	_, err = f.s.ContinueCodes(f.ctx, b.ID, 2, codes(1, 5))
+	_, err = f.continueCodes(b.ID, 2, codes(1, 5))
 	require.ErrorIs(t, err, store.ErrGeneratedMoved)
 
 	// The total still bounds it.
-	_, err = f.s.ContinueCodes(f.ctx, b.ID, 3, codes(4, 5))
+	_, err = f.continueCodes(b.ID, 3, codes(4, 5))
 	require.ErrorIs(t, err, store.ErrTotalExceeded)
-	out, err = f.s.ContinueCodes(f.ctx, b.ID, 3, codes(3, 5))
+	out, err = f.continueCodes(b.ID, 3, codes(3, 5))
 	require.NoError(t, err)
 	require.Len(t, out, 3)
 	got, err = f.s.GetBatch(f.ctx, b.ID)
@@ -63,7 +63,7 @@ func testContinueCodes(t *testing.T, f *fixture) {
 	require.EqualValues(t, 6, got.GeneratedCount)
 	require.EqualValues(t, 10+20+30+15, got.GeneratedAmount)
 
-	_, err = f.s.ContinueCodes(f.ctx, f.id(), 0, codes(1, 5))
+	_, err = f.continueCodes(f.id(), 0, codes(1, 5))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -109,7 +109,7 @@ func testContinueCodesRace(t *testing.T, f *fixture) {
 				in[0].Code = "RACE-SHARED-" + string(rune('A'+g%2))
 				from := cur.GeneratedCount
 				for len(in) > 0 {
-					out, err := f.s.ContinueCodes(f.ctx, b.ID, from, in)
+					out, err := f.continueCodes(b.ID, from, in)
 					if errors.Is(err, store.ErrGeneratedMoved) {
 						mu.Lock()
 						moved++
@@ -211,7 +211,7 @@ func testSnapshotGeneratedCount(t *testing.T, f *fixture) {
 	go func() {
 		defer close(done)
 		for added := int64(0); added < total; {
-			out, err := f.s.ContinueCodes(f.ctx, b.ID, added, codes(100, 7))
+			out, err := f.continueCodes(b.ID, added, codes(100, 7))
 			if err != nil {
 				done <- err
 				return
@@ -234,4 +234,9 @@ func testSnapshotGeneratedCount(t *testing.T, f *fixture) {
 		snapshots++
 	}
 	require.Greater(t, snapshots, 1)
+}
+
+// continueCodes calls ContinueCodes on any version.
+func (f *fixture) continueCodes(batchID string, from int64, in []coupon.Code) ([]coupon.Code, error) {
+	return f.s.ContinueCodes(f.ctx, store.ContinueCodes{BatchID: batchID, From: from, Codes: in})
 }

@@ -41,6 +41,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Batch/SetStatusRefused", testSetBatchStatusRefused},
 		{"Batch/ClaimedCount", testClaimedCount},
 		{"Batch/SetStatusEventTime", testSetBatchStatusEventTime},
+		{"Batch/Update", testUpdateBatch},
+		{"Batch/UpdateRefused", testUpdateBatchRefused},
+		{"Batch/UpdateMovesVersion", testUpdateBatchMovesVersion},
+		{"Batch/UpdateRacesPublish", testUpdateBatchRacesPublish},
 		{"Codes/Add", testAddCodes},
 		{"Codes/SkipDuplicates", testAddCodesDuplicates},
 		{"Codes/TotalExceeded", testAddCodesTotalExceeded},
@@ -115,6 +119,7 @@ func (f *fixture) batch(mods ...func(*coupon.Batch)) *coupon.Batch {
 			CodeFormat:    coupon.CodeFormat{Length: coupon.DefaultCodeLength},
 		},
 		Status:    coupon.StatusActive,
+		Version:   1,
 		CreatedAt: base,
 		UpdatedAt: base,
 	}
