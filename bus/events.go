@@ -18,6 +18,7 @@ const (
 	TypeBatchPaused    = "batch.paused"
 	TypeBatchResumed   = "batch.resumed"
 	TypeBatchEnded     = "batch.ended"
+	TypeBatchUpdated   = "batch.updated"
 	TypeClaimCreated   = "claim.created"
 )
 
@@ -52,6 +53,16 @@ type BatchStatusChanged struct {
 	TotalQuantity  int64     `json:"total_quantity"`
 	GeneratedCount int64     `json:"generated_count"`
 	At             time.Time `json:"at"`
+}
+
+// BatchUpdated is the data of batch.updated: the configuration of a draft
+// was replaced by an edit. The batch itself (GET /v1/batches/{id}) has the
+// new configuration.
+type BatchUpdated struct {
+	BatchID    string    `json:"batch_id"`
+	MerchantID string    `json:"merchant_id,omitempty"`
+	Version    int64     `json:"version"` // the batch's version after the edit
+	At         time.Time `json:"at"`
 }
 
 // ClaimCreated is the data of claim.created.

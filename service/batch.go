@@ -40,6 +40,7 @@ func (s *Service) CreateBatch(ctx context.Context, spec coupon.BatchSpec) (*Batc
 		ID:        coupon.NewID(now),
 		BatchSpec: spec,
 		Status:    coupon.StatusDraft,
+		Version:   1,
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
@@ -47,6 +48,78 @@ func (s *Service) CreateBatch(ctx context.Context, spec coupon.BatchSpec) (*Batc
 		return nil, unavailable("create batch", err)
 	}
 	return &BatchView{Batch: b, RemainingCount: b.TotalQuantity}, nil
+}
+
+// BatchUpdate is an edit of a draft batch's configuration.
+type BatchUpdate struct {
+	ID   string
+	Spec coupon.BatchSpec // the whole configuration, rules included, as CreateBatch takes it
+	// IfVersion, if not 0, is the version the edit was made to (If-Match):
+	// a batch at another version is refused with coupon.ErrStale.
+	IfVersion int64
+}
+
+// UpdateBatch replaces the configuration of a draft batch — every attribute
+// and rule — validated as CreateBatch validates a new one, raises its
+// version and records batch.updated. A merchant edits only its own batches,
+// and they stay its own whatever merchant the spec names. A batch that is
+// no longer a draft is refused with not_draft, a draft that holds codes (a
+// publication under way, or imported codes) with conflict; a refusal
+// changes nothing.
+func (s *Service) UpdateBatch(ctx context.Context, u BatchUpdate) (*BatchView, error) {
+	cur, err := s.GetBatch(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	b := cur.Batch
+	if u.IfVersion != 0 && u.IfVersion != b.Version {
+		return nil, fmt.Errorf("batch %s is at version %d, not %d: %w", b.ID, b.Version, u.IfVersion, coupon.ErrStale)
+	}
+	if b.Status != coupon.StatusDraft {
+		return nil, fmt.Errorf("batch %s is %s: %w", b.ID, b.Status, coupon.ErrNotDraft)
+	}
+	spec := u.Spec
+	scopeSpec(ctx, &spec)
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.checkProtection(ctx, &spec); err != nil {
+		return nil, err
+	}
+	if b.GeneratedCount > 0 {
+		return nil, hasCodes(b)
+	}
+	now := s.clock()
+	data, _ := json.Marshal(bus.BatchUpdated{BatchID: b.ID, MerchantID: spec.MerchantID, Version: b.Version + 1, At: now})
+	// Conditioned on the version read: the edit applies to the batch that
+	// was checked above (its merchant, its status), or not at all.
+	updated, err := s.store.UpdateBatch(ctx, store.UpdateBatch{
+		ID: b.ID, Spec: spec, Version: b.Version, At: now,
+		Event: &store.Event{Type: bus.TypeBatchUpdated, AggregateID: b.ID, Payload: data, CreatedAt: now},
+	})
+	switch {
+	case errors.Is(err, store.ErrStatus):
+		return nil, fmt.Errorf("batch %s is no longer a draft: %w", b.ID, coupon.ErrNotDraft)
+	case errors.Is(err, store.ErrVersion) && u.IfVersion != 0:
+		return nil, fmt.Errorf("batch %s was edited since version %d: %w", b.ID, u.IfVersion, coupon.ErrStale)
+	case errors.Is(err, store.ErrVersion):
+		return nil, fmt.Errorf("batch %s was edited by someone else at the same moment; read it again: %w", b.ID, coupon.ErrConflict)
+	case errors.Is(err, store.ErrHasCodes):
+		return nil, hasCodes(b)
+	case err != nil:
+		return nil, unavailable("update batch", notFound("batch", b.ID, err))
+	}
+	s.onCommit()
+	s.batches.put(updated)
+	return s.view(ctx, updated)
+}
+
+// hasCodes refuses the edit of a draft whose codes were drawn from its
+// configuration as it is.
+func hasCodes(b *coupon.Batch) error {
+	return fmt.Errorf("batch %s holds codes already (its publication has started, or codes were imported), "+
+		"so its configuration is fixed: end it and make a new draft from it: %w", b.ID, coupon.ErrConflict)
 }
 
 // GetBatch returns a batch with its live counts.
@@ -146,24 +219,30 @@ func (s *Service) Transition(ctx context.Context, id string, t coupon.Transition
 	if err != nil {
 		return nil, err
 	}
-	generated := b.GeneratedCount
+	cur, version := b.Batch, int64(0)
 	if t == coupon.Publish && b.Status == coupon.StatusDraft {
-		if generated, err = s.generate(ctx, b.Batch); err != nil {
+		// Publish the configuration the codes were drawn from: an edit
+		// that came after generation read it makes the publication fail
+		// rather than publish codes of one version under another.
+		if cur, err = s.generate(ctx, b.Batch); err != nil {
 			return nil, err
 		}
+		version = cur.Version
 	}
 	now := s.clock()
 	data, _ := json.Marshal(bus.BatchStatusChanged{
-		BatchID: b.ID, MerchantID: b.MerchantID, Status: string(to), From: string(b.Status),
-		TotalQuantity: b.TotalQuantity, GeneratedCount: generated, At: now,
+		BatchID: cur.ID, MerchantID: cur.MerchantID, Status: string(to), From: string(b.Status),
+		TotalQuantity: cur.TotalQuantity, GeneratedCount: cur.GeneratedCount, At: now,
 	})
 	updated, err := s.store.SetBatchStatus(ctx, store.SetBatchStatus{
-		ID: id, From: from, To: to, At: now,
+		ID: id, From: from, To: to, Version: version, At: now,
 		Event: &store.Event{Type: "batch." + transitionEvent[t], AggregateID: id, Payload: data, CreatedAt: now},
 	})
 	switch {
 	case errors.Is(err, store.ErrStatus):
 		return nil, fmt.Errorf("cannot %s a batch that is %s: %w", t, b.Status, coupon.ErrConflict)
+	case errors.Is(err, store.ErrVersion):
+		return nil, fmt.Errorf("batch %s was edited while it was being published; publish it again: %w", id, coupon.ErrConflict)
 	case err != nil:
 		return nil, unavailable("set batch status", err)
 	}

@@ -290,28 +290,31 @@ func (s *Service) loadRange(ctx context.Context, batchID string, from, through i
 // code in full mode; in incremental mode a first chunk, and more until the
 // pool will be above the low-water mark. It resumes after a crash — the
 // batch's generated count and amount say where to continue, and a split
-// budget still sums exactly — and returns the generated count. Concurrent
+// budget still sums exactly — and returns the batch as it read it last:
+// its generated count, and the version every code was drawn from. Concurrent
 // publications of one batch in this process share one generation.
-func (s *Service) generate(ctx context.Context, b *coupon.Batch) (int64, error) {
-	generated, _, err := s.generations.do(ctx, b.ID, func() (int64, error) {
+func (s *Service) generate(ctx context.Context, b *coupon.Batch) (*coupon.Batch, error) {
+	generated, _, err := s.generations.do(ctx, b.ID, func() (*coupon.Batch, error) {
 		for {
 			cur, err := s.store.GetBatch(ctx, b.ID) // the count, afresh
 			if err != nil {
-				return 0, unavailable("get batch", err)
+				return nil, unavailable("get batch", err)
 			}
 			if cur.Source == coupon.SourceExternal {
 				// A partner's codes come by import (import.go), never generated.
-				return cur.GeneratedCount, nil
+				return cur, nil
 			}
 			target := cur.TotalQuantity
 			if incremental(cur) {
 				target = min(cur.TotalQuantity, max(int64(cur.Generation.Chunk), int64(cur.Generation.LowWater)+1))
 			}
 			if cur.GeneratedCount >= target {
-				return cur.GeneratedCount, nil
+				return cur, nil
 			}
+			// Codes are drawn from cur and written only if the batch is
+			// still at cur's count and version; otherwise read it again.
 			if _, _, err := s.writeCodes(ctx, cur, min(int64(s.chunk), target-cur.GeneratedCount)); err != nil {
-				return 0, err
+				return nil, err
 			}
 		}
 	})

@@ -74,7 +74,7 @@ type Service struct {
 	acc        *accessState // access.go
 
 	loads       flight[struct{}]        // batches being loaded into the engine
-	generations flight[int64]           // batches being generated at publication
+	generations flight[*coupon.Batch]   // batches being generated at publication
 	replenishes flight[ReplenishResult] // batches being replenished
 
 	lease      time.Duration // of replenish:<batch>
