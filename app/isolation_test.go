@@ -46,6 +46,7 @@ func TestMerchantIsolationOnEveryEndpoint(t *testing.T) {
 		t.Fatalf("a merchant made a batch for %v", batchA["merchant_id"])
 	}
 	bA := batchA["id"].(string)
+	draftA := merchantA.must(201, "POST", "/v1/batches", spec)["id"].(string)
 	merchantA.must(200, "POST", "/v1/batches/"+bA+"/publish", nil)
 	claimA := app.must(201, "POST", "/v1/batches/"+bA+"/claims", map[string]any{"user_id": "user-of-a", "phone": "+8613600000001"})
 	claim2 := app.must(201, "POST", "/v1/batches/"+bA+"/claims", map[string]any{"user_id": "user-of-a"})
@@ -60,15 +61,17 @@ func TestMerchantIsolationOnEveryEndpoint(t *testing.T) {
 	a.Service.FlushRefusals(context.Background())
 	jobA := merchantA.must(202, "POST", "/v1/batches/"+bA+"/grant-jobs", "user_id\nuser-of-a\n", "Content-Type", "text/plain")["id"].(string)
 
-	secrets := []string{bA, claimA["id"].(string), claimA["code"].(string), claim2["id"].(string), claim2["code"].(string),
+	secrets := []string{bA, draftA, claimA["id"].(string), claimA["code"].(string), claim2["id"].(string), claim2["code"].(string),
 		redA["id"].(string), "order-of-a", "user-of-a", "blocked-by-a", jobA}
 	entries := map[string]any{"entries": []any{map[string]any{"kind": "user", "value": "blocked-by-a"}}}
 	code2 := claim2["code"].(string)
 
 	probes := map[string][]isolationProbe{
-		"create-batch":   {{method: "POST", path: "/v1/batches", body: spec}}, // checked below: B's batch is B's
-		"list-batches":   {{method: "GET", path: "/v1/batches", own: 200}, {method: "GET", path: "/v1/batches?merchant_id=m-a"}},
-		"get-batch":      {{method: "GET", path: "/v1/batches/" + bA, own: 200}},
+		"create-batch": {{method: "POST", path: "/v1/batches", body: spec}}, // checked below: B's batch is B's
+		"list-batches": {{method: "GET", path: "/v1/batches", own: 200}, {method: "GET", path: "/v1/batches?merchant_id=m-a"}},
+		"get-batch":    {{method: "GET", path: "/v1/batches/" + bA, own: 200}},
+		"update-batch": {{method: "PATCH", path: "/v1/batches/" + draftA, body: spec, own: 200},
+			{method: "PATCH", path: "/v1/batches/" + bA, body: spec}},
 		"publish-batch":  {{method: "POST", path: "/v1/batches/" + bA + "/publish"}},
 		"pause-batch":    {{method: "POST", path: "/v1/batches/" + bA + "/pause"}},
 		"resume-batch":   {{method: "POST", path: "/v1/batches/" + bA + "/resume"}},
@@ -160,9 +163,13 @@ func TestMerchantIsolationOnEveryEndpoint(t *testing.T) {
 		}
 	}
 
-	// Merchant B's attempts changed nothing of A's.
-	if b := admin.must(200, "GET", "/v1/batches/"+bA, nil); b["status"] != "active" {
-		t.Errorf("batch A is %v after merchant B's attempts", b["status"])
+	// Merchant B's attempts changed nothing of A's; A's own edit (the probe's
+	// check) kept its draft its own, whatever merchant the body named.
+	if b := admin.must(200, "GET", "/v1/batches/"+bA, nil); b["status"] != "active" || b["version"] != 1.0 {
+		t.Errorf("batch A is %v at version %v after merchant B's attempts", b["status"], b["version"])
+	}
+	if d := admin.must(200, "GET", "/v1/batches/"+draftA, nil); d["merchant_id"] != "m-a" || d["version"] != 2.0 {
+		t.Errorf("A's draft after B's attempts and A's one edit: merchant %v, version %v", d["merchant_id"], d["version"])
 	}
 	if c := admin.must(200, "GET", "/v1/claims/"+claim2["id"].(string), nil); c["status"] != "available" {
 		t.Errorf("A's coupon is %v after merchant B tried to redeem it", c["status"])

@@ -19,6 +19,7 @@ var operationRoles = map[string][]auth.Role{
 	"create-batch":  {auth.Admin, auth.Operator, auth.Merchant},
 	"list-batches":  {auth.Admin, auth.Operator, auth.Merchant},
 	"get-batch":     {auth.Admin, auth.Operator, auth.Merchant, auth.App},
+	"update-batch":  {auth.Admin, auth.Operator, auth.Merchant},
 	"publish-batch": {auth.Admin, auth.Operator, auth.Merchant},
 	"pause-batch":   {auth.Admin, auth.Operator, auth.Merchant},
 	"resume-batch":  {auth.Admin, auth.Operator, auth.Merchant},

@@ -2,7 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -81,6 +84,33 @@ func (h *handlers) registerBatches(api huma.API) {
 		return &batchOutput{Body: batchBody(v)}, nil
 	})
 
+	huma.Register(api, huma.Operation{
+		OperationID: "update-batch", Method: http.MethodPatch, Path: "/v1/batches/{id}", Tags: []string{"batches"},
+		Summary: "Edit a draft batch",
+		Description: "Replaces the whole configuration of a draft batch — every attribute and rule — with the body, " +
+			"which is what create-batch takes (a field left out takes its default, as at creation) and is validated the " +
+			"same way. The batch's version rises by one and batch.updated is published. Only a draft that holds no " +
+			"codes can be edited: a published batch keeps its configuration (not_draft; make a new draft from it), and " +
+			"so does a draft whose publication has started or that holds imported codes (conflict). Send If-Match " +
+			"with the version you edited, e.g. `If-Match: \"3\"`, to be refused (precondition_failed) rather than " +
+			"overwrite an edit made since. A merchant key edits its own merchant's batches, which stay its own.",
+		MaxBodyBytes: maxBatchBody,
+	}, func(ctx context.Context, in *struct {
+		ID      string `path:"id" maxLength:"64" doc:"batch id"`
+		IfMatch string `header:"If-Match" maxLength:"64" doc:"the batch's version the edit was made to, as an entity tag: \"3\"; a batch at another version is refused with 412 precondition_failed"`
+		Body    coupon.BatchSpec
+	}) (*batchOutput, error) {
+		version, err := ifMatchVersion(in.IfMatch)
+		if err != nil {
+			return nil, problem(err, "header")
+		}
+		v, err := h.svc.UpdateBatch(ctx, service.BatchUpdate{ID: in.ID, Spec: in.Body, IfVersion: version})
+		if err != nil {
+			return nil, problem(err, "body")
+		}
+		return &batchOutput{Body: batchBody(v)}, nil
+	})
+
 	for _, t := range []struct {
 		tr   coupon.Transition
 		desc string
@@ -101,4 +131,19 @@ func (h *handlers) registerBatches(api huma.API) {
 			return &batchOutput{Body: batchBody(v)}, nil
 		})
 	}
+}
+
+// ifMatchVersion reads the batch version of an If-Match header: "" and "*"
+// ask for none (0); an entity tag that cannot be a version ("x", a weak
+// W/"3", which If-Match never matches) fails as a version moved would.
+func ifMatchVersion(h string) (int64, error) {
+	h = strings.TrimSpace(h)
+	if h == "" || h == "*" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(h, `"`), `"`), 10, 64)
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("If-Match %s names no version of the batch; send its version as an entity tag, e.g. \"3\": %w", h, coupon.ErrStale)
+	}
+	return v, nil
 }

@@ -134,7 +134,9 @@ var problemCodes = []struct {
 	{"limit_reached", 409, "the user already holds the batch's per-user limit"},
 	{"not_claimable", 409, "the batch cannot be claimed now: its status, claim window or platforms forbid it"},
 	{"not_usable", 409, "a coupon cannot be used for the order: locked by another order, used, expired, out of scope, or a combination the stacking rules forbid; errors names it and why"},
-	{"conflict", 409, "the state does not allow the change, e.g. publishing a batch that is not a draft"},
+	{"conflict", 409, "the state does not allow the change, e.g. publishing a batch that is not a draft, or editing a draft that holds codes"},
+	{"not_draft", 409, "the batch is no longer a draft: its configuration is fixed; make a new draft from it"},
+	{"precondition_failed", 412, "If-Match names a version the batch is no longer at: someone edited it since; read it again"},
 	{"in_progress", 409, "an earlier request with the same Idempotency-Key is still running; retry shortly"},
 	{"too_large", 413, "the body is larger than the endpoint accepts (4 KiB for a claim, 512 KiB for a batch)"},
 	{"unsupported_media_type", 415, "the body is not application/json"},
@@ -177,6 +179,8 @@ var schemaDocs = map[string]string{
 	"SetSwitchBody":      "a request to turn a switch on or off",
 	"ClaimCreatedEvent":  "the message of claim.created on the bus",
 	"BatchEvent":         "the message of batch.published, batch.paused, batch.resumed and batch.ended on the bus",
+	"BatchUpdatedEvent":  "the message of batch.updated on the bus",
+	"BatchUpdated":       "the data of batch.updated",
 	"ClaimCreated":       "the data of claim.created",
 	"BatchStatusChanged": "the data of a batch's status events",
 	"RedemptionOptions":  "how a batch's coupons are redeemed",
@@ -190,6 +194,7 @@ var fieldDocs = map[string]map[string]string{
 		"generated_count": "codes generated so far; the total once a full batch is published",
 		"created_at":      "when the batch was created",
 		"updated_at":      "when the batch last changed",
+		"version":         "the configuration's version: 1 at creation, one more at each edit of the draft; send it as If-Match (\"3\") with an edit",
 	},
 	"BatchList": {"items": "the page's batches, newest first"},
 	"ClaimList": {"items": "the page's claims, soonest to expire first"},
@@ -262,6 +267,19 @@ var fieldDocs = map[string]map[string]string{
 		"valid_to":    "when it stops being usable (exclusive)",
 		"claimed_at":  "when the claim was made",
 	},
+	"BatchUpdatedEvent": {
+		"id":           "the outbox id: also the Nats-Msg-Id, by which JetStream and consumers drop duplicates",
+		"type":         "batch.updated",
+		"aggregate_id": "the batch's id",
+		"occurred_at":  "when the draft was edited",
+		"data":         "the edit",
+	},
+	"BatchUpdated": {
+		"batch_id":    "the batch's id",
+		"merchant_id": "the batch's merchant after the edit; absent for a platform batch",
+		"version":     "the batch's version after the edit",
+		"at":          "when the draft was edited",
+	},
 	"BatchStatusChanged": {
 		"batch_id":        "the batch's id",
 		"merchant_id":     "the batch's merchant; absent for a platform batch",
@@ -309,6 +327,29 @@ func exBatch(status string) map[string]any {
 		b["generated_count"], b["generated_amount"] = 100000, 50000000
 	}
 	b["created_at"], b["updated_at"] = "2026-11-01T08:00:00Z", "2026-11-10T23:59:00Z"
+	b["version"] = 1
+	return b
+}
+
+// exEditedSpec is exBatchSpec edited: a new name and amount, and rules.
+func exEditedSpec() map[string]any {
+	b := exBatchSpec()
+	b["name"] = "Double 11: 8.00 off"
+	b["amount"] = map[string]any{"type": "fixed", "value": 800}
+	b["rules"] = []any{
+		map[string]any{"ref_type": "category", "ref_id": "shoes", "use_type": "include"},
+		map[string]any{"ref_type": "merchant", "ref_id": "m-1024", "use_type": "bear", "value": 10000},
+		map[string]any{"ref_type": "node", "ref_id": "payment", "use_type": "node"},
+	}
+	return b
+}
+
+func exEditedBatch() map[string]any {
+	b := exBatchBody("draft", 0, 0)
+	for k, v := range exEditedSpec() {
+		b[k] = v
+	}
+	b["version"] = 2
 	return b
 }
 
@@ -350,6 +391,20 @@ var opDocs = map[string]struct {
 			exProblem(400, "bad_request", "validation failed"),
 			{"title": "Unprocessable Entity", "status": 422, "code": "invalid", "detail": "invalid input",
 				"errors": []any{map[string]any{"location": "body.amount.value", "message": "must be at least 1"}}},
+			exProblem(413, "too_large", "request body is too large"),
+		},
+	},
+	"update-batch": {
+		request:  exEditedSpec(),
+		response: exEditedBatch(),
+		problems: []map[string]any{
+			exProblem(400, "bad_request", "validation failed"),
+			exProblem(404, "not_found", "batch "+exBatchID+": not found"),
+			exProblem(409, "not_draft", "batch "+exBatchID+" is active: "+coupon.ErrNotDraft.Message),
+			exProblem(409, "conflict", "batch "+exBatchID+" holds codes already (its publication has started, or codes were imported), so its configuration is fixed: end it and make a new draft from it: conflict"),
+			exProblem(412, "precondition_failed", "batch "+exBatchID+" is at version 3, not 2: "+coupon.ErrStale.Message),
+			{"title": "Unprocessable Entity", "status": 422, "code": "invalid", "detail": "invalid input",
+				"errors": []any{map[string]any{"location": "body.min_spend", "message": "is required for a threshold batch"}}},
 			exProblem(413, "too_large", "request body is too large"),
 		},
 	},
@@ -537,6 +592,15 @@ type ClaimCreatedEvent struct {
 	Data        bus.ClaimCreated `json:"data"`
 }
 
+// BatchUpdatedEvent is the message of batch.updated, as the docs show it.
+type BatchUpdatedEvent struct {
+	ID          int64            `json:"id"`
+	Type        string           `json:"type" enum:"batch.updated"`
+	AggregateID string           `json:"aggregate_id"`
+	OccurredAt  time.Time        `json:"occurred_at"`
+	Data        bus.BatchUpdated `json:"data"`
+}
+
 // BatchEvent is the message of the batch status events, as the docs show it.
 type BatchEvent struct {
 	ID          int64                  `json:"id"`
@@ -549,6 +613,7 @@ type BatchEvent struct {
 func documentEvents(oa *huma.OpenAPI, reg huma.Registry) {
 	claimRef := reg.Schema(reflect.TypeFor[ClaimCreatedEvent](), true, "")
 	batchRef := reg.Schema(reflect.TypeFor[BatchEvent](), true, "")
+	updatedRef := reg.Schema(reflect.TypeFor[BatchUpdatedEvent](), true, "")
 	for name, fields := range fieldDocs {
 		if s := reg.Map()[name]; s != nil {
 			for field, doc := range fields {
@@ -597,6 +662,11 @@ func documentEvents(oa *huma.OpenAPI, reg huma.Registry) {
 		ex["type"] = typ
 		oa.Webhooks[typ] = msg(typ, "A batch changed status ("+strings.TrimPrefix(typ, "batch.")+").", batchRef, ex)
 	}
+	updatedData := map[string]any{"batch_id": exBatchID, "merchant_id": "m-1024", "version": 2, "at": "2026-11-01T09:30:00Z"}
+	updatedEx := event(bus.TypeBatchUpdated, exBatchID, updatedData)
+	updatedEx["occurred_at"] = updatedData["at"]
+	oa.Webhooks[bus.TypeBatchUpdated] = msg(bus.TypeBatchUpdated,
+		"A draft batch was edited (PATCH /v1/batches/{id}); read the batch for its new configuration.", updatedRef, updatedEx)
 }
 
 // documentRawEndpoints describes the endpoints served outside huma. They

@@ -99,7 +99,7 @@ func TestOpenAPIDocumentsEverything(t *testing.T) {
 	for name, item := range oa.Webhooks {
 		checkOp("event "+name, item.Post)
 	}
-	for _, name := range []string{"claim.created", "batch.published", "batch.paused", "batch.resumed", "batch.ended"} {
+	for _, name := range []string{"claim.created", "batch.published", "batch.paused", "batch.resumed", "batch.ended", "batch.updated"} {
 		if oa.Webhooks[name] == nil {
 			miss("event %s is not described", name)
 		}

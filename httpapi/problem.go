@@ -21,7 +21,7 @@ type Problem struct {
 	Status   int                 `json:"status" doc:"HTTP status code"`
 	Detail   string              `json:"detail,omitempty" doc:"what went wrong this time"`
 	Instance string              `json:"instance,omitempty"`
-	Code     string              `json:"code" doc:"stable machine-readable code: invalid, bad_request, unauthorized, forbidden, bad_signature, replayed, not_found, sold_out, limit_reached, not_claimable, not_usable, blocked, not_whitelisted, rate_limited, sms_required, sms_invalid, risk_denied, conflict, in_progress, too_large, unsupported_media_type, unavailable, internal"`
+	Code     string              `json:"code" doc:"stable machine-readable code: invalid, bad_request, unauthorized, forbidden, bad_signature, replayed, not_found, sold_out, limit_reached, not_claimable, not_usable, blocked, not_whitelisted, rate_limited, sms_required, sms_invalid, risk_denied, conflict, not_draft, precondition_failed, in_progress, too_large, unsupported_media_type, unavailable, internal"`
 	Errors   []*huma.ErrorDetail `json:"errors,omitempty" doc:"the offending inputs, one per entry"`
 
 	cause error // of a 5xx: for the request's log line, never the client
@@ -51,6 +51,8 @@ var statusOf = map[string]int{
 	coupon.CodeLimitReached: http.StatusConflict,
 	coupon.CodeNotClaimable: http.StatusConflict,
 	coupon.CodeConflict:     http.StatusConflict,
+	coupon.CodeNotDraft:     http.StatusConflict,
+	coupon.CodeStale:        http.StatusPreconditionFailed,
 	coupon.CodeInProgress:   http.StatusConflict,
 	coupon.CodeNotUsable:    http.StatusConflict,
 	coupon.CodeUnavailable:  http.StatusServiceUnavailable,
@@ -83,6 +85,7 @@ var codeOf = map[int]string{
 	http.StatusMethodNotAllowed:      "method_not_allowed",
 	http.StatusNotAcceptable:         "not_acceptable",
 	http.StatusConflict:              coupon.CodeConflict,
+	http.StatusPreconditionFailed:    coupon.CodeStale,
 	http.StatusRequestEntityTooLarge: "too_large",
 	http.StatusUnsupportedMediaType:  "unsupported_media_type",
 	http.StatusUnprocessableEntity:   coupon.CodeInvalid,
