@@ -110,6 +110,9 @@ type Batch struct {
 	UsagePlatforms []string `json:"usage_platforms,omitempty"`
 	// how long a claimed coupon can be used
 	Validity Validity `json:"validity"`
+	// the configuration's version: 1 at creation, one more at each edit of the draft; send it as
+	// If-Match ("3") with an edit
+	Version int64 `json:"version"`
 }
 
 // BatchBody is a batch with its live counts.
@@ -182,6 +185,9 @@ type BatchBody struct {
 	UsagePlatforms []string `json:"usage_platforms,omitempty"`
 	// how long a claimed coupon can be used
 	Validity Validity `json:"validity"`
+	// the configuration's version: 1 at creation, one more at each edit of the draft; send it as
+	// If-Match ("3") with an edit
+	Version int64 `json:"version"`
 }
 
 // BatchEvent is the message of batch.published, batch.paused, batch.resumed and batch.ended on the
@@ -329,6 +335,32 @@ type BatchTotals struct {
 	Released int64 `json:"released"`
 	// coupons locked to orders
 	Reserved int64 `json:"reserved"`
+}
+
+// BatchUpdated is the data of batch.updated.
+type BatchUpdated struct {
+	// when the draft was edited
+	At time.Time `json:"at"`
+	// the batch's id
+	BatchID string `json:"batch_id"`
+	// the batch's merchant after the edit; absent for a platform batch
+	MerchantID string `json:"merchant_id,omitempty"`
+	// the batch's version after the edit
+	Version int64 `json:"version"`
+}
+
+// BatchUpdatedEvent is the message of batch.updated on the bus.
+type BatchUpdatedEvent struct {
+	// the batch's id
+	AggregateID string `json:"aggregate_id"`
+	// the edit
+	Data BatchUpdated `json:"data"`
+	// the outbox id: also the Nats-Msg-Id, by which JetStream and consumers drop duplicates
+	ID int64 `json:"id"`
+	// when the draft was edited
+	OccurredAt time.Time `json:"occurred_at"`
+	// batch.updated
+	Type string `json:"type"`
 }
 
 // Cart is what an order buys: its items and shipping fees.
@@ -1407,6 +1439,41 @@ func (c *Client) GetBatch(ctx context.Context, id string) (*BatchBody, error) {
 	header := http.Header{}
 	var out BatchBody
 	if _, err := c.do(ctx, "GET", path, query, header, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UpdateBatchParams are the optional parameters of UpdateBatch.
+type UpdateBatchParams struct {
+	// the batch's version the edit was made to, as an entity tag: "3"; a batch at another version is
+	// refused with 412 precondition_failed
+	IfMatch string
+}
+
+// UpdateBatch calls PATCH /v1/batches/{id}: Edit a draft batch.
+//
+// Replaces the whole configuration of a draft batch — every attribute and rule — with the body,
+// which is what create-batch takes (a field left out takes its default, as at creation) and is
+// validated the same way. The batch's version rises by one and batch.updated is published. Only a
+// draft that holds no codes can be edited: a published batch keeps its configuration (not_draft;
+// make a new draft from it), and so does a draft whose publication has started or that holds
+// imported codes (conflict). Send If-Match with the version you edited, e.g. `If-Match: "3"`, to be
+// refused (precondition_failed) rather than overwrite an edit made since. A merchant key edits its
+// own merchant's batches, which stay its own.
+//
+// Allowed roles: admin, operator, merchant.
+func (c *Client) UpdateBatch(ctx context.Context, id string, params *UpdateBatchParams, body *BatchSpec) (*BatchBody, error) {
+	path := "/v1/batches/" + url.PathEscape(id)
+	query := url.Values{}
+	header := http.Header{}
+	if params != nil {
+		if params.IfMatch != "" {
+			header.Set("If-Match", params.IfMatch)
+		}
+	}
+	var out BatchBody
+	if _, err := c.do(ctx, "PATCH", path, query, header, body, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

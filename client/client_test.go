@@ -32,6 +32,18 @@ func TestClientAgainstALiveService(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, "draft", b.Status)
+	edit := &client.BatchSpec{
+		Name: "client test, edited", TotalQuantity: 3, PerUserLimit: 1,
+		Validity: client.Validity{Days: 7}, Amount: client.AmountSpec{Type: "fixed", Value: 600},
+		Rules: []client.Rule{{RefType: "node", RefID: "payment", UseType: "node"}},
+	}
+	b, err = c.UpdateBatch(ctx, b.ID, &client.UpdateBatchParams{IfMatch: `"1"`}, edit)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), b.Version)
+	require.Equal(t, int64(600), b.Amount.Value)
+	require.Len(t, b.Rules, 1)
+	_, err = c.UpdateBatch(ctx, b.ID, &client.UpdateBatchParams{IfMatch: `"1"`}, edit)
+	require.Equal(t, "precondition_failed", client.ProblemCode(err))
 	b, err = c.PublishBatch(ctx, b.ID)
 	require.NoError(t, err)
 	require.Equal(t, int64(3), b.PoolDepth)
@@ -66,6 +78,8 @@ func TestClientAgainstALiveService(t *testing.T) {
 	require.Len(t, batches.Items, 1)
 	_, err = c.PauseBatch(ctx, b.ID)
 	require.NoError(t, err)
+	_, err = c.UpdateBatch(ctx, b.ID, nil, edit)
+	require.Equal(t, "not_draft", client.ProblemCode(err))
 	_, err = c.Claim(ctx, b.ID, nil, &client.ClaimBody{UserID: "bob"})
 	require.Equal(t, "not_claimable", client.ProblemCode(err))
 	_, err = c.GetBatch(ctx, "01JD5Q6W3ZK8M2V4N7R9T1X3Y5")
