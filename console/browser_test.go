@@ -447,6 +447,76 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	mustRun(t, "EditDraft", func(t *testing.T) {
+		// The copy becomes a draft, which is edited in place: the same form,
+		// every attribute and rule filled in, saved with PATCH.
+		p.t = t
+		p.do(chromedp.Click(chromedp.CSS("#create-batch")))
+		p.waitFor("the copy's page", "document.querySelector('#edit-batch')")
+		draftID := strings.TrimPrefix(eval[string](p, "location.hash"), "#/batches/")
+		if eval[bool](p, "!!document.querySelector('#do-pause')") || !eval[bool](p, "!!document.querySelector('#copy-batch')") {
+			t.Fatal("a draft's actions: want Edit, Copy to a new draft, Publish and End")
+		}
+		// By keyboard: focus Edit, press Enter.
+		p.do(chromedp.Focus(chromedp.CSS("#edit-batch")), chromedp.KeyEvent(kb.Enter))
+		p.waitFor("the edit form", "document.querySelector('main').getAttribute('data-ready') === '/batches/"+draftID+"/edit'")
+		for path, want := range map[string]string{"name": "Copy of Double 11", "min_spend": "1000", "type": "threshold", "channel": "app-banner",
+			"claim_platforms": "ios, android", "per_user_limit": "3", "total_quantity": "50", "amount.type": "fixed", "amount.value": "300",
+			"validity.days": "7", "generation.mode": "full", "source": "internal",
+			"rules[0].use_type": "bear", "rules[0].ref_type": "merchant", "rules[0].ref_id": "m-1", "rules[0].value": "5000"} {
+			if got := eval[string](p, fmt.Sprintf("document.querySelector('[data-path=%q]').value", path)); got != want {
+				t.Errorf("edit form %s = %q, want %q", path, got, want)
+			}
+		}
+		if n := eval[int](p, "document.querySelectorAll('.rule-row').length"); n != 1 {
+			t.Fatalf("edit form shows %d rules, want 1", n)
+		}
+		p.assertLabelled()
+
+		// A change the API refuses: its error is shown next to the field, and nothing changes.
+		p.setField("name", "Double 11, second wave")
+		p.setField("rules[0].value", "2500")
+		p.do(chromedp.Click(chromedp.CSS("#add-rule")))
+		p.setField("rules[1].use_type", "node")
+		p.setField("rules[1].ref_id", "payment")
+		p.setField("type", "percent") // without percent_off: the API refuses it
+		p.do(chromedp.Click(chromedp.CSS("#save-batch")))
+		p.waitFor("the API's error at percent_off", "document.querySelector('#f-percent_off-err').innerText.includes('between 1 and 99')")
+		if got := eval[string](p, "document.querySelector('#f-percent_off').getAttribute('aria-invalid')"); got != "true" {
+			t.Fatalf("percent_off aria-invalid = %q", got)
+		}
+		p.screenshot("batch-edit-errors")
+		if b := admin("GET", "/v1/batches/"+draftID, nil, 200); b["name"] != "Copy of Double 11" || b["version"] != 1.0 {
+			t.Fatalf("a refused edit changed the draft: %v", b)
+		}
+
+		p.setField("type", "threshold")
+		p.do(chromedp.Click(chromedp.CSS("#save-batch")))
+		p.waitFor("the edited draft's page", "document.querySelector('main').getAttribute('data-ready') === '/batches/"+draftID+"' && document.querySelector('main h1').innerText.includes('second wave')")
+		if got := p.text("#alert"); !strings.Contains(got, "saved (version 2)") {
+			t.Errorf("alert after saving: %q", got)
+		}
+		p.waitFor("the new rules in the settings", "document.querySelector('#settings-h').parentElement.innerText.includes('payment')")
+		b := admin("GET", "/v1/batches/"+draftID, nil, 200)
+		rules, _ := json.Marshal(b["rules"])
+		if b["name"] != "Double 11, second wave" || b["version"] != 2.0 || b["status"] != "draft" || b["min_spend"] != 1000.0 || b["channel"] != "app-banner" ||
+			string(rules) != `[{"ref_id":"m-1","ref_type":"merchant","use_type":"bear","value":2500},{"ref_id":"payment","ref_type":"node","use_type":"node"}]` {
+			t.Fatalf("batch as edited: %v", b)
+		}
+
+		// An edit made elsewhere since the form was opened is not overwritten.
+		p.go_("#/batches/" + draftID + "/edit")
+		spec := map[string]any{"name": "edited elsewhere", "type": "threshold", "min_spend": 1000, "total_quantity": 50,
+			"validity": map[string]any{"days": 7}, "amount": map[string]any{"type": "fixed", "value": 300}}
+		api(t, base, adminToken, "PATCH", "/v1/batches/"+draftID, spec, 200)
+		p.setField("name", "mine")
+		p.do(chromedp.Click(chromedp.CSS("#save-batch")))
+		p.waitFor("the refusal of a stale edit", "document.querySelector('#form-errors').innerText.includes('precondition_failed') && document.querySelector('#edit-reload')")
+		if got := admin("GET", "/v1/batches/"+draftID, nil, 200)["name"]; got != "edited elsewhere" {
+			t.Fatalf("a stale edit overwrote the batch: name %v", got)
+		}
+	})
+
 	mustRun(t, "ImportCSVWithErrors", func(t *testing.T) {
 		p.t = t
 		ext := admin("POST", "/v1/batches", map[string]any{"name": "Partner codes", "source": "external", "total_quantity": 10,
