@@ -212,7 +212,7 @@ func openWriter(cfg Config) (*sql.DB, *goose.Provider, error) {
 	db, err := sql.Open("sqlite", dsn(cfg.Path,
 		"_pragma=busy_timeout(10000)",
 		"_pragma=foreign_keys(1)",
-		"_pragma=cache_size(-2000)",
+		"_pragma=cache_size(-65536)",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous("+cfg.Synchronous+")",
 		"_txlock=immediate",
