@@ -42,7 +42,10 @@ type QueryStore interface {
 	MerchantStats(ctx context.Context, merchantID string) ([]StatsRow, error)
 	// PruneStatsEvents forgets the ids of events recorded before before, up
 	// to limit, and returns how many: redeliveries come within minutes, so
-	// the record need not grow forever.
+	// the record need not grow forever. PostgreSQL drops whole daily
+	// partitions of the record in MaintainPartitions and deletes here only
+	// from its default partition (events without a time, or of a day no
+	// partition covers).
 	PruneStatsEvents(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// MarkStockOut records that a batch's last code was claimed and writes
@@ -111,7 +114,13 @@ const MaxSearchLimit = 5000
 
 // StatsEvent is one bus event's contribution to the statistics.
 type StatsEvent struct {
-	ID     int64 // the event's id (the outbox id)
+	ID int64 // the event's id (the outbox id)
+	// At is when the event occurred (its envelope's occurred_at, the outbox
+	// row's creation time): the same on every delivery of the event, so
+	// PostgreSQL partitions the record of counted events by it and a
+	// redelivery finds its first record in the same partition. Zero: an
+	// event without a time, recorded apart (the default partition).
+	At     time.Time
 	Deltas []StatsDelta
 }
 

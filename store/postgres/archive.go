@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -118,7 +116,9 @@ func (s *Store) ListUserClaimHistory(ctx context.Context, f store.UserClaimFilte
 
 // PruneArchive deletes up to limit claims claimed before before from the
 // default partition: the monthly ones are dropped whole by
-// MaintainPartitions, but what the default holds can only be deleted.
+// MaintainPartitions, but what the default holds can only be deleted. With
+// the rest of the limit it deletes archived redemptions reserved before
+// before, and their lines, from their default partitions.
 func (s *Store) PruneArchive(ctx context.Context, before time.Time, limit int) (int, error) {
 	limit = store.ArchiveClaims{Limit: limit}.ArchiveLimit()
 	tag, err := s.primary.Exec(ctx, `DELETE FROM claims_archive_default WHERE ctid = ANY (ARRAY(
@@ -126,107 +126,21 @@ func (s *Store) PruneArchive(ctx context.Context, before time.Time, limit int) (
 	if err != nil {
 		return 0, wrap("prune archive", err)
 	}
-	return int(tag.RowsAffected()), nil
-}
-
-// partitionPrefix names the monthly partitions: claims_archive_y2026m11.
-const partitionPrefix = "claims_archive_y"
-
-// MaintainPartitions makes the monthly partitions from p.From's month
-// through p.Ahead months after p.Now's and drops those ending at or before
-// p.DropBefore. Each change is its own statement: a concurrent pass (two
-// instances) makes one fail harmlessly, and the next pass finds it done.
-func (s *Store) MaintainPartitions(ctx context.Context, p store.MaintainPartitions) (store.PartitionReport, error) {
-	var rep store.PartitionReport
-	existing, err := s.ArchivePartitions(ctx)
+	n := int(tag.RowsAffected())
+	if n >= limit {
+		return n, nil
+	}
+	var m int
+	err = s.primary.QueryRow(ctx, `WITH gone AS (
+		DELETE FROM redemptions_archive_default WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM redemptions_archive_default WHERE reserved_at < $1 LIMIT $2))
+		RETURNING id
+	), lines AS (
+		DELETE FROM redemption_claims_archive_default WHERE redemption_id IN (SELECT id FROM gone)
+	)
+	SELECT count(*) FROM gone`, before, limit-n).Scan(&m)
 	if err != nil {
-		return rep, err
+		return n, wrap("prune archive: redemptions", err)
 	}
-	have := make(map[string]bool, len(existing))
-	for _, pt := range existing {
-		have[pt.Name] = true
-	}
-	now := monthOf(p.Now)
-	from := now
-	if !p.From.IsZero() && monthOf(p.From).Before(now) {
-		from = monthOf(p.From)
-	}
-	last := now.AddDate(0, p.Ahead, 0)
-	var errs []error
-	for m := from; !m.After(last); m = m.AddDate(0, 1, 0) {
-		name := partitionName(m)
-		if have[name] || (!p.DropBefore.IsZero() && !m.AddDate(0, 1, 0).After(p.DropBefore)) {
-			continue
-		}
-		end := m.AddDate(0, 1, 0)
-		// The default partition holding claims of the month would make
-		// CREATE … PARTITION OF fail; such a month stays in the default.
-		var inDefault bool
-		if err := s.primary.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM claims_archive_default
-			WHERE claimed_at >= $1 AND claimed_at < $2)`, m, end).Scan(&inDefault); err != nil {
-			errs = append(errs, wrap("archive partitions: check default", err))
-			continue
-		}
-		if inDefault {
-			rep.Skipped = append(rep.Skipped, name)
-			continue
-		}
-		_, err := s.primary.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF claims_archive
-			FOR VALUES FROM ('%s') TO ('%s')`, pgx.Identifier{name}.Sanitize(), m.Format(time.RFC3339), end.Format(time.RFC3339)))
-		if err != nil {
-			errs = append(errs, wrap("archive partitions: create "+name, err))
-			continue
-		}
-		rep.Created = append(rep.Created, name)
-	}
-	if !p.DropBefore.IsZero() {
-		for _, pt := range existing {
-			if pt.To.After(p.DropBefore) {
-				continue
-			}
-			// DETACH first: DROP of an attached partition takes a lock on
-			// the parent that would queue the archive's readers behind it.
-			ident := pgx.Identifier{pt.Name}.Sanitize()
-			if _, err := s.primary.Exec(ctx, `ALTER TABLE claims_archive DETACH PARTITION `+ident); err != nil {
-				errs = append(errs, wrap("archive partitions: detach "+pt.Name, err))
-				continue
-			}
-			if _, err := s.primary.Exec(ctx, `DROP TABLE `+ident); err != nil {
-				errs = append(errs, wrap("archive partitions: drop "+pt.Name, err))
-				continue
-			}
-			rep.Dropped = append(rep.Dropped, pt.Name)
-		}
-	}
-	return rep, errors.Join(errs...)
+	return n + m, nil
 }
-
-// ArchivePartitions lists the archive's monthly partitions, oldest first,
-// from the catalogue (the default partition is not listed).
-func (s *Store) ArchivePartitions(ctx context.Context) ([]store.Partition, error) {
-	rows, err := s.primary.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-		WHERE i.inhparent = 'claims_archive'::regclass AND c.relname LIKE 'claims\_archive\_y%' ORDER BY c.relname`)
-	if err != nil {
-		return nil, wrap("archive partitions", err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, wrap("archive partitions", err)
-	}
-	var out []store.Partition
-	for _, n := range names {
-		m, err := time.Parse("2006m01", strings.TrimPrefix(n, partitionPrefix))
-		if err != nil {
-			continue // not one of ours
-		}
-		out = append(out, store.Partition{Name: n, From: m, To: m.AddDate(0, 1, 0)})
-	}
-	return out, nil
-}
-
-func monthOf(t time.Time) time.Time {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
-}
-
-func partitionName(month time.Time) string { return partitionPrefix + month.Format("2006m01") }

@@ -44,3 +44,20 @@ func (s *Store) MarkPublished(ctx context.Context, ids []int64, at time.Time) er
 	}
 	return nil
 }
+
+var _ store.OutboxPruner = (*Store)(nil)
+
+// PruneOutbox deletes up to limit published events created before before
+// from the outbox's default partition. The daily partitions are dropped
+// whole by MaintainPartitions once the retention has passed and they hold
+// no unpublished event; the default takes only events of days no partition
+// covered, and what it holds can only be deleted.
+func (s *Store) PruneOutbox(ctx context.Context, before time.Time, limit int) (int, error) {
+	tag, err := s.primary.Exec(ctx, `DELETE FROM outbox_default WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM outbox_default WHERE created_at < $1 AND published_at IS NOT NULL LIMIT $2))`,
+		before, clampLimit(limit))
+	if err != nil {
+		return 0, wrap("prune outbox", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

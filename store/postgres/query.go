@@ -195,30 +195,46 @@ func (s *Store) SearchCodes(ctx context.Context, f store.CodeSearch) ([]*coupon.
 	return out, nil
 }
 
-// SearchRedemptions returns redemptions matching f, newest first.
+// SearchRedemptions returns redemptions matching f, newest first, from the
+// hot tables and the archive as one list: each side yields its first page
+// from its own indexes and the union is cut to the page, in one statement
+// (one snapshot), so a redemption moving to the archive between two pages
+// is listed once — its id, the cursor's key, does not change.
 func (s *Store) SearchRedemptions(ctx context.Context, f store.RedemptionSearch) ([]*coupon.Redemption, error) {
 	var w where
-	w.eq("user_id", f.UserID)
-	w.eq("order_id", f.OrderID)
-	w.eq("status", string(f.Status))
-	if f.BatchID != "" {
-		w.add("id IN (SELECT redemption_id FROM redemption_claims WHERE batch_id = " + w.param(f.BatchID) + ")")
+	limit := w.param(searchLimit(f.Limit))
+	branch := func(table, lines string) string {
+		w.terms = nil
+		w.eq("user_id", f.UserID)
+		w.eq("order_id", f.OrderID)
+		w.eq("status", string(f.Status))
+		if f.BatchID != "" {
+			w.add("id IN (SELECT redemption_id FROM " + lines + " WHERE batch_id = " + w.param(f.BatchID) + ")")
+		}
+		if f.MerchantID != "" {
+			w.add(`id IN (SELECT rc.redemption_id FROM ` + lines + ` rc JOIN batches b ON b.id = rc.batch_id
+				WHERE b.merchant_id = ` + w.param(f.MerchantID) + `)`)
+		}
+		if !f.ReservedFrom.IsZero() {
+			w.add("id >= " + w.param(store.IDFloor(f.ReservedFrom)) + " AND reserved_at >= " + w.param(f.ReservedFrom))
+		}
+		if !f.ReservedTo.IsZero() {
+			w.add("id < " + w.param(store.IDFloor(f.ReservedTo.Add(time.Millisecond))) + " AND reserved_at < " + w.param(f.ReservedTo))
+		}
+		if f.BeforeID != "" {
+			w.add("id < " + w.param(f.BeforeID))
+		}
+		w.add("user_id <> ''") // tombstones are bookkeeping
+		return `(SELECT ` + redemptionColumns + ` FROM ` + table + ` WHERE ` + w.String() + ` ORDER BY id DESC LIMIT ` + limit + `)`
 	}
-	if f.MerchantID != "" {
-		w.add(`id IN (SELECT rc.redemption_id FROM redemption_claims rc JOIN batches b ON b.id = rc.batch_id
-			WHERE b.merchant_id = ` + w.param(f.MerchantID) + `)`)
+	hot := branch("redemptions", "redemption_claims")
+	q := `SELECT ` + redemptionColumns + `, false FROM ` + hot + ` h ORDER BY id DESC`
+	if f.Status != coupon.RedemptionReserved { // a reserved redemption is never archived
+		q = `SELECT * FROM (SELECT ` + redemptionColumns + `, false AS archived FROM ` + hot + ` h
+			UNION ALL
+			SELECT ` + redemptionColumns + `, true FROM ` + branch("redemptions_archive", "redemption_claims_archive") + ` a) u
+			ORDER BY id DESC LIMIT ` + limit
 	}
-	if !f.ReservedFrom.IsZero() {
-		w.add("id >= " + w.param(store.IDFloor(f.ReservedFrom)) + " AND reserved_at >= " + w.param(f.ReservedFrom))
-	}
-	if !f.ReservedTo.IsZero() {
-		w.add("id < " + w.param(store.IDFloor(f.ReservedTo.Add(time.Millisecond))) + " AND reserved_at < " + w.param(f.ReservedTo))
-	}
-	if f.BeforeID != "" {
-		w.add("id < " + w.param(f.BeforeID))
-	}
-	w.add("user_id <> ''") // tombstones are bookkeeping
-	q := `SELECT ` + redemptionColumns + ` FROM redemptions WHERE ` + w.String() + ` ORDER BY id DESC LIMIT ` + w.param(searchLimit(f.Limit))
 	var out []*coupon.Redemption
 	err := inTx(ctx, s.replica, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, "search redemptions",
 		func(tx pgx.Tx) error {
@@ -226,11 +242,27 @@ func (s *Store) SearchRedemptions(ctx context.Context, f store.RedemptionSearch)
 			if err != nil {
 				return wrap("search redemptions", err)
 			}
-			out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*coupon.Redemption, error) { return scanRedemption(row) })
+			var hotRs, archivedRs []*coupon.Redemption
+			out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*coupon.Redemption, error) {
+				var archived bool
+				r, err := scanRedemption(extraRow{row, []any{&archived}})
+				if err != nil {
+					return nil, err
+				}
+				if archived {
+					archivedRs = append(archivedRs, r)
+				} else {
+					hotRs = append(hotRs, r)
+				}
+				return r, nil
+			})
 			if err != nil {
 				return wrap("search redemptions", err)
 			}
-			return readLines(ctx, tx, out)
+			if err := readLines(ctx, tx, hotRs); err != nil {
+				return err
+			}
+			return readArchivedLines(ctx, tx, archivedRs)
 		})
 	if err != nil {
 		return nil, err
@@ -285,11 +317,18 @@ func (s *Store) ApplyStats(ctx context.Context, events []store.StatsEvent) ([]st
 			return tag.RowsAffected() == 0, nil
 		}
 		for _, ev := range events {
-			dup, err := seen(fmt.Sprintf("e:%d", ev.ID))
-			if err != nil {
-				return err
+			// The event's own time, not the time of counting, places its
+			// record: a redelivery meets the first record in its partition.
+			var occurred *time.Time
+			if !ev.At.IsZero() {
+				occurred = &ev.At
 			}
-			if dup {
+			tag, err := tx.Exec(ctx, `INSERT INTO stats_events (id, occurred_at, recorded_at)
+				VALUES ($1, coalesce($2, 'infinity'::timestamptz), $3) ON CONFLICT DO NOTHING`, ev.ID, occurred, now)
+			if err != nil {
+				return wrap("apply stats: record", err)
+			}
+			if tag.RowsAffected() == 0 {
 				continue
 			}
 			for _, d := range ev.Deltas {
@@ -389,10 +428,13 @@ func (s *Store) statsRows(ctx context.Context, q string, args ...any) ([]store.S
 	return out, nil
 }
 
-// PruneStatsEvents forgets old records of counted events.
+// PruneStatsEvents forgets the records of counted events recorded before
+// before that the default partition holds (events without a time, or of a
+// day no partition covered); the daily partitions are dropped whole by
+// MaintainPartitions.
 func (s *Store) PruneStatsEvents(ctx context.Context, before time.Time, limit int) (int, error) {
-	tag, err := s.primary.Exec(ctx, `DELETE FROM stats_seen WHERE key IN
-		(SELECT key FROM stats_seen WHERE at < $1 AND key LIKE 'e:%' LIMIT $2)`, before, clampLimit(limit))
+	tag, err := s.primary.Exec(ctx, `DELETE FROM stats_events_default WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM stats_events_default WHERE recorded_at < $1 LIMIT $2))`, before, clampLimit(limit))
 	if err != nil {
 		return 0, wrap("prune stats events", err)
 	}

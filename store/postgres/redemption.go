@@ -48,6 +48,9 @@ func (s *Store) Reserve(ctx context.Context, p store.ReserveRedemption) (*coupon
 			existing, err = getRedemption(ctx, tx, `order_id = $1`, r.OrderID, false)
 			return err
 		}
+		if existing, err = archivedOrder(ctx, tx, r.OrderID); err != nil || existing != nil {
+			return cmp.Or(err, errOrderArchived)
+		}
 		to := coupon.ClaimLocked
 		if r.Status == coupon.RedemptionConfirmed {
 			to = coupon.ClaimUsed
@@ -88,7 +91,7 @@ func (s *Store) Reserve(ctx context.Context, p store.ReserveRedemption) (*coupon
 		}
 		return insertEvent(ctx, tx, op, p.Event, r.UpdatedAt)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errOrderArchived) {
 		return nil, err
 	}
 	if existing != nil {
@@ -103,13 +106,19 @@ func (s *Store) InsertTombstone(ctx context.Context, r *coupon.Redemption) (*cou
 	var existing *coupon.Redemption
 	err := inTx(ctx, s.primary, pgx.TxOptions{}, op, func(tx pgx.Tx) error {
 		inserted, err := insertRedemption(ctx, tx, r)
-		if err != nil || inserted {
+		if err != nil {
 			return err
+		}
+		if inserted {
+			if existing, err = archivedOrder(ctx, tx, r.OrderID); err != nil || existing != nil {
+				return cmp.Or(err, errOrderArchived)
+			}
+			return nil
 		}
 		existing, err = getRedemption(ctx, tx, `order_id = $1`, r.OrderID, false)
 		return err
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errOrderArchived) {
 		return nil, err
 	}
 	if existing != nil {
@@ -133,7 +142,7 @@ func (s *Store) readRedemption(ctx context.Context, where, arg string) (*coupon.
 	err := inTx(ctx, s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, "get redemption",
 		func(tx pgx.Tx) error {
 			var err error
-			r, err = getRedemption(ctx, tx, where, arg, false)
+			r, _, err = getAnyRedemption(ctx, tx, where, arg)
 			return err
 		})
 	return r, err
@@ -221,7 +230,19 @@ func (s *Store) change(ctx context.Context, p store.RedemptionChange, verb strin
 	err := s.retryTx(ctx, op, func(tx pgx.Tx) error {
 		var err error
 		changed = false
-		if r, err = getRedemption(ctx, tx, `id = $1`, p.ID, true); err != nil {
+		r, err = getRedemption(ctx, tx, `id = $1`, p.ID, true)
+		if errors.Is(err, store.ErrNotFound) {
+			// An archived redemption is settled: fn answers from its
+			// status (unchanged, or ErrRedemptionStatus) and writes nothing.
+			if r, err = getArchivedRedemption(ctx, tx, `id = $1`, p.ID); err != nil {
+				return err
+			}
+			if changed, err = fn(tx, r); changed {
+				return fmt.Errorf("postgres: %s: the redemption is archived: %w", op, store.ErrArchived)
+			}
+			return err
+		}
+		if err != nil {
 			return err
 		}
 		if changed, err = fn(tx, r); err != nil || !changed {
@@ -255,6 +276,11 @@ func (s *Store) RefundRedemption(ctx context.Context, p store.RefundRedemption) 
 	var r *coupon.Redemption
 	err := s.retryTx(ctx, op, func(tx pgx.Tx) error {
 		cur, err := getRedemption(ctx, tx, `id = $1`, p.ID, true)
+		if errors.Is(err, store.ErrNotFound) {
+			if _, aerr := getArchivedRedemption(ctx, tx, `id = $1`, p.ID); aerr == nil {
+				return fmt.Errorf("postgres: redemption %s: %w", p.ID, store.ErrArchived)
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -573,14 +599,23 @@ func readLines(ctx context.Context, tx pgx.Tx, rs []*coupon.Redemption) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	byID := make(map[string]*coupon.Redemption, len(rs))
 	ids := make([]string, len(rs))
 	for i, r := range rs {
-		byID[r.ID], ids[i] = r, r.ID
+		ids[i] = r.ID
+	}
+	return scanLines(ctx, tx, rs, `SELECT redemption_id, claim_id, batch_id, code, discount, status, lines FROM redemption_claims
+		WHERE redemption_id = ANY($1::text[]) ORDER BY redemption_id, position`, ids)
+}
+
+// scanLines runs a query of lines (redemption_id, claim_id, batch_id, code,
+// discount, status, lines) and gives each redemption of rs its own.
+func scanLines(ctx context.Context, tx pgx.Tx, rs []*coupon.Redemption, q string, args ...any) error {
+	byID := make(map[string]*coupon.Redemption, len(rs))
+	for _, r := range rs {
+		byID[r.ID] = r
 		r.Claims = []coupon.RedemptionClaim{}
 	}
-	rows, err := tx.Query(ctx, `SELECT redemption_id, claim_id, batch_id, code, discount, status, lines FROM redemption_claims
-		WHERE redemption_id = ANY($1::text[]) ORDER BY redemption_id, position`, ids)
+	rows, err := tx.Query(ctx, q, args...)
 	if err != nil {
 		return wrap("read redemption claims", err)
 	}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"time"
 
@@ -46,4 +47,25 @@ func (s *Store) MarkPublished(ctx context.Context, ids []int64, at time.Time) er
 		return wrap("mark events published", err)
 	}
 	return nil
+}
+
+var _ store.OutboxPruner = (*Store)(nil)
+
+// PruneOutbox deletes up to limit published events created before before,
+// oldest first. The outbox is walked by id (its rowid) past the events not
+// yet published, so no index is added to the table every claim writes; ids
+// follow creation, so the walk stops after a chunk's worth of old events.
+func (s *Store) PruneOutbox(ctx context.Context, before time.Time, limit int) (int, error) {
+	var n int64
+	err := s.writeTx(ctx, "prune outbox", func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
+			SELECT id FROM (SELECT id, created_at FROM outbox WHERE published_at IS NOT NULL ORDER BY id LIMIT ?)
+			WHERE created_at < ?)`, clampLimit(limit), micros(before))
+		if err != nil {
+			return wrap("prune outbox", err)
+		}
+		n, err = r.RowsAffected()
+		return wrapIf("prune outbox", err)
+	})
+	return int(n), err
 }

@@ -22,6 +22,8 @@ var archiveTests = []struct {
 	{"Archive/DuringClaims", testArchiveDuringClaims},
 	{"Archive/HistoryPages", testArchiveHistoryPages},
 	{"Archive/Prune", testArchivePrune},
+	{"Archive/Redemptions", testArchiveRedemptions},
+	{"Outbox/Prune", testOutboxPrune},
 }
 
 // later is after every fixture claim: archiving before it takes every
@@ -344,4 +346,134 @@ func testArchivePrune(t *testing.T, f *fixture) {
 	require.Equal(t, 1, pruned)
 	left := history(t, f, "dave", 100, time.Time{}, "")
 	require.Equal(t, claimIDs(cs[3:]), claimIDs(left))
+}
+
+// testArchiveRedemptions: settled redemptions move to the archive once none
+// of their held lines has a hot claim; they read as before, their order
+// cannot be redeemed again, they no longer change, and a search lists each
+// once.
+func testArchiveRedemptions(t *testing.T, f *fixture) {
+	ra, ok := f.s.(store.RedemptionArchiver)
+	if !ok {
+		t.Skip("the store keeps every redemption in its tables")
+	}
+	b := f.createBatch(func(b *coupon.Batch) { b.PerUserLimit = 10 })
+	cs := f.claims(b, 4, func(c *coupon.Claim) { c.UserID = "erin" })
+	confirmed := f.reserve(f.redemption("order-1", "erin", cs[0]))
+	confirmed, _, err := f.s.ConfirmRedemption(f.ctx, f.change(confirmed.ID, "redemption.confirmed", at))
+	require.NoError(t, err)
+	cancelled := f.reserve(f.redemption("order-2", "erin", cs[1]))
+	cancelled, _, err = f.s.CancelRedemption(f.ctx, f.change(cancelled.ID, "redemption.cancelled", at))
+	require.NoError(t, err)
+	reserved := f.reserve(f.redemption("order-3", "erin", cs[2]))
+	archive := func() int {
+		t.Helper()
+		n, err := ra.ArchiveRedemptions(f.ctx, store.ArchiveRedemptions{Before: later, At: later, Limit: 10})
+		require.NoError(t, err)
+		return n
+	}
+
+	require.Equal(t, 1, archive(), "the cancelled one; the confirmed one's claim is hot and could be refunded")
+	moved, _ := archiveAll(t, f, later, 10)
+	require.Equal(t, 1, moved, "the used claim")
+	require.Equal(t, 1, archive(), "the confirmed one, now that its claim is archived")
+	require.Zero(t, archive(), "the reservation stays")
+
+	for _, want := range []*coupon.Redemption{confirmed, cancelled} {
+		got, err := f.s.GetRedemption(f.ctx, want.ID)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+		got, err = f.s.GetRedemptionByOrder(f.ctx, want.OrderID)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+
+	// An archived order is still an order with a redemption.
+	again := f.redemption("order-1", "erin", cs[3])
+	existing, err := f.s.Reserve(f.ctx, store.ReserveRedemption{Redemption: again, Event: event("redemption.reserved", again.ID), At: at})
+	require.ErrorIs(t, err, store.ErrOrderExists)
+	require.Equal(t, confirmed.ID, existing.ID)
+	f.requireClaims(coupon.ClaimAvailable, cs[3])
+	require.Empty(t, f.eventsFor(again.ID), "nothing written")
+	_, err = f.s.GetRedemption(f.ctx, again.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	tomb := &coupon.Redemption{ID: f.id(), OrderID: "order-2", Status: coupon.RedemptionCancelled, Reason: "message",
+		Cart: coupon.Cart{Items: []coupon.CartItem{}}, ReservedAt: at, ExpiresAt: at, CancelledAt: at, UpdatedAt: at, NextCheckAt: at}
+	existing, err = f.s.InsertTombstone(f.ctx, tomb)
+	require.ErrorIs(t, err, store.ErrOrderExists)
+	require.Equal(t, cancelled.ID, existing.ID)
+
+	// Settled is settled: the same answers as before archival, no writes.
+	got, changed, err := f.s.ConfirmRedemption(f.ctx, f.change(confirmed.ID, "redemption.confirmed", at))
+	require.NoError(t, err)
+	require.False(t, changed)
+	require.Equal(t, confirmed, got)
+	_, _, err = f.s.CancelRedemption(f.ctx, f.change(confirmed.ID, "redemption.cancelled", at))
+	require.ErrorIs(t, err, store.ErrRedemptionStatus)
+	_, changed, err = f.s.CancelRedemption(f.ctx, f.change(cancelled.ID, "redemption.cancelled", at))
+	require.NoError(t, err)
+	require.False(t, changed)
+	_, err = f.s.RefundRedemption(f.ctx, store.RefundRedemption{ID: confirmed.ID, Version: confirmed.Version,
+		Status: coupon.RedemptionRefunded, At: at, Event: event("redemption.refunded", confirmed.ID)})
+	require.ErrorIs(t, err, store.ErrArchived)
+
+	search := func(q store.RedemptionSearch) []string {
+		t.Helper()
+		rs, err := f.s.SearchRedemptions(f.ctx, q)
+		require.NoError(t, err)
+		for _, r := range rs {
+			require.NotEmpty(t, r.Claims, "with their lines")
+		}
+		return ids(rs, func(r *coupon.Redemption) string { return r.ID })
+	}
+	require.Equal(t, []string{reserved.ID, cancelled.ID, confirmed.ID}, search(store.RedemptionSearch{UserID: "erin"}))
+	require.Equal(t, []string{reserved.ID, cancelled.ID, confirmed.ID}, search(store.RedemptionSearch{BatchID: b.ID}))
+	require.Equal(t, []string{reserved.ID, cancelled.ID, confirmed.ID}, search(store.RedemptionSearch{MerchantID: b.MerchantID}))
+	require.Equal(t, []string{confirmed.ID}, search(store.RedemptionSearch{Status: coupon.RedemptionConfirmed}))
+	require.Equal(t, []string{reserved.ID}, search(store.RedemptionSearch{Status: coupon.RedemptionReserved}))
+	require.Equal(t, []string{cancelled.ID}, search(store.RedemptionSearch{OrderID: "order-2"}))
+	require.Equal(t, []string{cancelled.ID}, search(store.RedemptionSearch{UserID: "erin", BeforeID: reserved.ID, Limit: 1}))
+
+	// Retention forgets archived claims and redemptions alike.
+	pruned, err := archiver(t, f).PruneArchive(f.ctx, later, 100)
+	require.NoError(t, err)
+	require.Equal(t, 3, pruned, "one claim, two redemptions")
+	_, err = f.s.GetRedemption(f.ctx, confirmed.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// testOutboxPrune: the outbox's retention deletes published events created
+// before its cutoff and never an unpublished one.
+func testOutboxPrune(t *testing.T, f *fixture) {
+	p, ok := f.s.(store.OutboxPruner)
+	if !ok {
+		t.Skip("the store does not prune its outbox")
+	}
+	b := f.createBatch(func(b *coupon.Batch) { b.PerUserLimit = 10 })
+	cs := f.addCodes(b, 4)
+	var writes []store.ClaimWrite
+	for i, c := range cs {
+		w := f.claim(b, c, "olga", i+1, "")
+		w.Event.CreatedAt = base.Add(time.Duration(i) * time.Hour)
+		writes = append(writes, w)
+	}
+	f.insert(writes...)
+	evs := f.eventsFor(writes[0].Claim.ID)
+	evs = append(evs, f.eventsFor(writes[1].Claim.ID)...)
+	evs = append(evs, f.eventsFor(writes[2].Claim.ID)...)
+	require.Len(t, evs, 3)
+	require.NoError(t, f.s.MarkPublished(f.ctx, []int64{evs[0].ID, evs[1].ID, evs[2].ID}, later))
+
+	prune := func(before time.Time) int {
+		t.Helper()
+		n, err := p.PruneOutbox(f.ctx, before, 100)
+		require.NoError(t, err)
+		return n
+	}
+	require.Equal(t, 2, prune(base.Add(2*time.Hour)), "the published events created before the cutoff")
+	require.Zero(t, prune(base.Add(2*time.Hour)))
+	require.Equal(t, 1, prune(later), "the last published one; never the pending one, however old")
+	pending := f.eventsFor(writes[3].Claim.ID)
+	require.Len(t, pending, 1, "the unpublished event stays")
+	require.Zero(t, prune(later))
 }
