@@ -15,12 +15,13 @@ type ArchiveOptions struct {
 	OnPass   func(worker.ArchivePass, error)
 }
 
-// startArchive starts the archiver under the engine lease "archiver" and
-// registers its metrics: claims moved, and how long archival has been
-// behind.
+// startArchive starts the archiver — archival, partitions and retentions —
+// under the engine lease "archiver" and registers its metrics: claims
+// moved, and how long archival has been behind.
 func (a *App) startArchive(ctx context.Context) error {
 	a.archiver = worker.NewArchiver(worker.ArchiverConfig{
 		Service: a.Service, After: a.cfg.Archive.After, Retention: a.cfg.Archive.Retention, Batch: a.cfg.Archive.Batch,
+		OutboxRetention: a.cfg.Archive.OutboxRetention, EventsRetention: a.cfg.Archive.StatsDedupeWindow,
 		Lease:  worker.NewLease(a.Engine, "archiver", 5*time.Minute, a.log),
 		Logger: a.log, Now: a.Archive.Now, Interval: a.Archive.Interval, OnPass: a.Archive.OnPass,
 	})

@@ -54,6 +54,7 @@ func (a *App) startQuery(ctx context.Context) error {
 	w.stats = worker.NewStatsConsumer(worker.StatsConsumerConfig{
 		JetStream: a.Bus.JetStream(), Stream: a.Bus.StreamName(), Subjects: a.Bus.Subject(">"),
 		Service: a.Service, Logger: a.log, Enabled: stats.On, OnApply: a.Query.OnStats,
+		Keep: a.cfg.Archive.StatsDedupeWindow,
 	})
 	webhook := guard.NewExternal(guard.ExternalConfig{Name: "tags_webhook", Metrics: a.Metrics,
 		Tracer: a.Tracing.Tracer("tags_webhook")}, "push")

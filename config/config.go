@@ -64,13 +64,17 @@ type Config struct {
 		UserCacheTTL   time.Duration // how long a user's cached claims live without a change
 		TagsWebhookURL string        // receives product.tags_changed as POSTs; empty: none
 	}
-	// Archive configures hot and cold claims (docs/data.md): settled claims
-	// leave the hot table after After, archived ones are dropped after
-	// Retention.
+	// Archive configures hot and cold data (docs/data.md): settled claims
+	// (and, PostgreSQL, redemptions) leave the hot tables after After,
+	// archived ones are dropped after Retention; published events are
+	// dropped after OutboxRetention; the statistics remember counted
+	// events for StatsDedupeWindow.
 	Archive struct {
-		After     time.Duration // 0: claims are never archived
-		Retention time.Duration // 0: archived claims are kept forever
-		Batch     int           // claims moved per transaction
+		After             time.Duration // 0: claims are never archived
+		Retention         time.Duration // 0: archived claims are kept forever
+		Batch             int           // claims moved per transaction
+		OutboxRetention   time.Duration // 0: published events are kept forever
+		StatsDedupeWindow time.Duration // longer than any redelivery of an event to the stats consumer
 	}
 	// Access configures API keys, request signatures and the lists.
 	Access struct {
@@ -197,6 +201,8 @@ func (c *Config) options() []option {
 		{"archive-after", "COUPOND_ARCHIVE_AFTER", "settled claims (used, expired, refunded) claimed and last changed this long ago move to the archive; longer than any refund may come (e.g. 2160h); 0: never", dur(&c.Archive.After), "0"},
 		{"archive-retention", "COUPOND_ARCHIVE_RETENTION", "archived claims claimed this long ago are deleted (PostgreSQL: whole monthly partitions dropped); 0: kept forever", dur(&c.Archive.Retention), "0"},
 		{"archive-batch", "COUPOND_ARCHIVE_BATCH", "claims the archiver moves per transaction", num(&c.Archive.Batch), "500"},
+		{"outbox-retention", "COUPOND_OUTBOX_RETENTION", "published events created this long ago leave the outbox (PostgreSQL: whole daily partitions dropped, never one holding an unpublished event); 0: kept forever", dur(&c.Archive.OutboxRetention), "168h"},
+		{"stats-dedupe-window", "COUPOND_STATS_DEDUPE_WINDOW", "how long the statistics remember an event they counted, so that a redelivery counts once; longer than any redelivery of the bus (at least 10m)", dur(&c.Archive.StatsDedupeWindow), "24h"},
 		{"key-secret", "COUPOND_KEY_SECRET", "secret from which API keys' secrets are derived; every instance must share it (prefer the environment variable). Empty: derived from COUPOND_ADMIN_TOKEN if set, else kept in <data-dir>/key-secret", str(&c.Access.KeySecret), ""},
 		{"signature-skew", "COUPOND_SIGNATURE_SKEW", "how far a signed request's timestamp may be from the server's clock", dur(&c.Access.SignatureSkew), "5m"},
 		{"app-keys-bearer", "COUPOND_APP_KEYS_BEARER", "admit app keys presented as bearer tokens; false: app keys must sign their requests", boolean(&c.Access.AppKeysBearer), "false"},
@@ -279,6 +285,9 @@ func Load(fs *flag.FlagSet, args, environ []string) (Config, []string, error) {
 	if a := c.Archive; a.After < 0 || a.Retention < 0 || a.Batch < 1 || a.Batch > 10000 ||
 		(a.Retention > 0 && a.After > 0 && a.Retention <= a.After) {
 		return c, warnings, fmt.Errorf("archive-after and archive-retention must not be negative, retention longer than archive-after, and archive-batch between 1 and 10000")
+	}
+	if a := c.Archive; a.OutboxRetention < 0 || a.StatsDedupeWindow < 10*time.Minute {
+		return c, warnings, fmt.Errorf("outbox-retention must not be negative and stats-dedupe-window must be at least 10m")
 	}
 	return c, warnings, nil
 }

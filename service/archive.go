@@ -41,12 +41,44 @@ func (s *Service) PruneArchive(ctx context.Context, before time.Time, limit int)
 	return a.PruneArchive(ctx, before, limit)
 }
 
-// MaintainPartitions makes and drops the archive's monthly partitions;
-// store.ErrNoArchive when the store's archive is not partitioned (SQLite).
+// ArchiveRedemptions moves one chunk of settled redemptions last changed
+// before before (and with no claim left in the hot table) to the archive;
+// store.ErrNoArchive when the store keeps every redemption in its tables
+// (SQLite). Like ArchiveClaims it bypasses the store's guard.
+func (s *Service) ArchiveRedemptions(ctx context.Context, before time.Time, limit int) (int, error) {
+	a, ok := storeAs[store.RedemptionArchiver](s.store)
+	if !ok {
+		return 0, store.ErrNoArchive
+	}
+	return a.ArchiveRedemptions(ctx, store.ArchiveRedemptions{Before: before, At: s.clock(), Limit: limit})
+}
+
+// MaintainPartitions makes and drops the partitions of the archives, the
+// outbox and the record of counted events; store.ErrNoArchive when the
+// store partitions nothing (SQLite).
 func (s *Service) MaintainPartitions(ctx context.Context, p store.MaintainPartitions) (store.PartitionReport, error) {
-	for st := s.store; st != nil; {
-		if m, ok := st.(store.PartitionMaintainer); ok {
-			return m.MaintainPartitions(ctx, p)
+	if m, ok := storeAs[store.PartitionMaintainer](s.store); ok {
+		return m.MaintainPartitions(ctx, p)
+	}
+	return store.PartitionReport{}, store.ErrNoArchive
+}
+
+// PruneOutbox deletes up to limit published events created before before
+// (on PostgreSQL, those its partitions do not hold: MaintainPartitions
+// drops those).
+func (s *Service) PruneOutbox(ctx context.Context, before time.Time, limit int) (int, error) {
+	p, ok := storeAs[store.OutboxPruner](s.store)
+	if !ok {
+		return 0, nil
+	}
+	return p.PruneOutbox(ctx, before, limit)
+}
+
+// storeAs finds an optional ability of the store behind its wrappers.
+func storeAs[T any](st store.Store) (T, bool) {
+	for st != nil {
+		if a, ok := st.(T); ok {
+			return a, true
 		}
 		u, ok := st.(interface{ Unwrap() store.Store })
 		if !ok {
@@ -54,7 +86,8 @@ func (s *Service) MaintainPartitions(ctx context.Context, p store.MaintainPartit
 		}
 		st = u.Unwrap()
 	}
-	return store.PartitionReport{}, store.ErrNoArchive
+	var zero T
+	return zero, false
 }
 
 // userClaimHistory is UserClaims with History set: the hot and the archived
@@ -93,15 +126,6 @@ func (s *Service) userClaimHistory(ctx context.Context, user string, status coup
 
 // archiveOf finds the archive behind the store's wrappers, or nil.
 func archiveOf(st store.Store) store.ArchiveStore {
-	for st != nil {
-		if a, ok := st.(store.ArchiveStore); ok {
-			return a
-		}
-		u, ok := st.(interface{ Unwrap() store.Store })
-		if !ok {
-			return nil
-		}
-		st = u.Unwrap()
-	}
-	return nil
+	a, _ := storeAs[store.ArchiveStore](st)
+	return a
 }

@@ -26,7 +26,7 @@ func (s *Service) ApplyStatsEvents(ctx context.Context, envs []bus.Envelope) err
 		if err != nil {
 			s.log.WarnContext(ctx, "stats: event not counted", "event", env.ID, "type", env.Type, "err", err)
 		}
-		events = append(events, store.StatsEvent{ID: env.ID, Deltas: deltas})
+		events = append(events, store.StatsEvent{ID: env.ID, At: env.OccurredAt.UTC(), Deltas: deltas})
 	}
 	soldOut, err := s.store.ApplyStats(ctx, events)
 	if err != nil {
@@ -193,10 +193,23 @@ func (s *Service) MerchantStats(ctx context.Context, merchantID string) (*Mercha
 	return out, nil
 }
 
-// PruneStats forgets the record of events counted before before.
+// PruneStats forgets the record of events counted before before, 1,000 at
+// a time until a chunk comes back short (at most 100 chunks a call: the
+// consumer calls it every hour, between two fetches).
 func (s *Service) PruneStats(ctx context.Context, before time.Time) (int, error) {
-	n, err := s.store.PruneStatsEvents(ctx, before, 1000)
-	return n, unavailable("prune stats", err)
+	const chunk = 1000
+	total := 0
+	for range 100 {
+		n, err := s.store.PruneStatsEvents(ctx, before, chunk)
+		total += n
+		if err != nil {
+			return total, unavailable("prune stats", err)
+		}
+		if n < chunk {
+			break
+		}
+	}
+	return total, nil
 }
 
 type buckets map[string]*store.StatsCounts

@@ -14,7 +14,13 @@ import (
 // ArchiveService is what the archiver asks of the service.
 type ArchiveService interface {
 	ArchiveClaims(ctx context.Context, before time.Time, limit int) (store.ArchiveResult, error)
+	// ArchiveRedemptions answers store.ErrNoArchive when the store keeps
+	// every redemption in its tables (SQLite).
+	ArchiveRedemptions(ctx context.Context, before time.Time, limit int) (int, error)
 	PruneArchive(ctx context.Context, before time.Time, limit int) (int, error)
+	PruneOutbox(ctx context.Context, before time.Time, limit int) (int, error)
+	// MaintainPartitions answers store.ErrNoArchive when the store
+	// partitions nothing (SQLite).
 	MaintainPartitions(ctx context.Context, p store.MaintainPartitions) (store.PartitionReport, error)
 }
 
@@ -25,6 +31,7 @@ const (
 	DefaultArchivePause    = 50 * time.Millisecond
 	DefaultArchiveChunks   = 200
 	DefaultPartitionsAhead = 3
+	DefaultDaysAhead       = 7
 )
 
 // ArchiverConfig configures an Archiver. Service is required.
@@ -47,27 +54,45 @@ type ArchiverConfig struct {
 	Chunks int
 	// Ahead is how many months of partitions exist ahead of the current
 	// one (default 3); only stores with a partitioned archive use it.
-	Ahead    int
-	Interval time.Duration // between passes; default 1m
-	Lease    *Lease        // one instance archives at a time
-	Now      func() time.Time
-	Logger   *slog.Logger
+	Ahead int
+	// OutboxRetention is how long published events stay in the outbox; 0
+	// keeps them forever. An event not yet published is never deleted
+	// (PostgreSQL: its day's partition is kept until it is published).
+	OutboxRetention time.Duration
+	// EventsRetention is the statistics' dedupe window: how long the
+	// record of a counted event is kept after it was counted (PostgreSQL:
+	// the daily partitions of the record; SQLite's record is pruned by the
+	// stats consumer). 0 keeps the partitions forever.
+	EventsRetention time.Duration
+	// DaysAhead is how many days of outbox and counted-events partitions
+	// exist ahead of the current one (default 7): a week without a
+	// maintenance pass still finds its partitions made.
+	DaysAhead int
+	Interval  time.Duration // between passes; default 1m
+	Lease     *Lease        // one instance archives at a time
+	Now       func() time.Time
+	Logger    *slog.Logger
 	// OnPass, if set, is called after every pass (a test hook).
 	OnPass func(ArchivePass, error)
 }
 
 // ArchivePass is what one pass did.
 type ArchivePass struct {
-	Moved      int
-	CaughtUp   bool // the last chunk came back short: nothing was left to move
-	Pruned     int
-	Partitions store.PartitionReport
+	Moved            int
+	CaughtUp         bool // the last chunk of claims came back short: nothing was left to move
+	RedemptionsMoved int
+	Pruned           int // archived claims (and redemptions) deleted by the retention
+	OutboxPruned     int // published events deleted by the outbox's retention
+	Partitions       store.PartitionReport
 }
 
-// Archiver moves settled claims from the hot table to the archive, keeps
-// the archive's monthly partitions ahead of time (PostgreSQL) and applies
-// the retention. Archival is resumable by construction: each chunk is its
-// own transaction and the next picks up whatever is still hot.
+// Archiver moves settled claims (and, on PostgreSQL, settled redemptions)
+// from the hot tables to the archive, keeps the partitions of the archives
+// (monthly), of the outbox and of the record of counted events (daily)
+// ahead of time on PostgreSQL, and applies the retentions: archived data,
+// published events, the statistics' dedupe record. Archival is resumable by
+// construction: each chunk is its own transaction and the next picks up
+// whatever is still hot.
 type Archiver struct {
 	cfg ArchiverConfig
 	log *slog.Logger
@@ -95,6 +120,9 @@ func NewArchiver(cfg ArchiverConfig) *Archiver {
 	}
 	if cfg.Ahead <= 0 {
 		cfg.Ahead = DefaultPartitionsAhead
+	}
+	if cfg.DaysAhead <= 0 {
+		cfg.DaysAhead = DefaultDaysAhead
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultArchiveInterval
@@ -141,9 +169,12 @@ func (a *Archiver) run(ctx context.Context, stop <-chan struct{}) {
 			if err != nil && ctx.Err() == nil {
 				a.log.Error("archive pass failed; will retry", "err", err)
 			}
-			if res.Moved > 0 || res.Pruned > 0 || len(res.Partitions.Created)+len(res.Partitions.Dropped) > 0 {
-				a.log.Info("archive pass", "moved", res.Moved, "caught_up", res.CaughtUp, "pruned", res.Pruned,
-					"partitions_created", res.Partitions.Created, "partitions_dropped", res.Partitions.Dropped)
+			if res.Moved > 0 || res.RedemptionsMoved > 0 || res.Pruned > 0 || res.OutboxPruned > 0 ||
+				len(res.Partitions.Created)+len(res.Partitions.Dropped) > 0 {
+				a.log.Info("archive pass", "moved", res.Moved, "caught_up", res.CaughtUp,
+					"redemptions_moved", res.RedemptionsMoved, "pruned", res.Pruned, "outbox_pruned", res.OutboxPruned,
+					"partitions_created", res.Partitions.Created, "partitions_dropped", res.Partitions.Dropped,
+					"partitions_kept", res.Partitions.Kept)
 			}
 			if a.cfg.OnPass != nil {
 				a.cfg.OnPass(res, err)
@@ -166,13 +197,19 @@ func (a *Archiver) pass(ctx context.Context, stop <-chan struct{}) (ArchivePass,
 	var res ArchivePass
 	var errs []error
 	now := a.cfg.Now().UTC()
-	mp := store.MaintainPartitions{Now: now, Ahead: a.cfg.Ahead}
+	mp := store.MaintainPartitions{Now: now, Ahead: a.cfg.Ahead, DaysAhead: a.cfg.DaysAhead}
 	if a.cfg.After > 0 {
 		// Months whose claims are about to be archived get partitions too.
 		mp.From = now.Add(-a.cfg.After).AddDate(0, -1, 0)
 	}
 	if a.cfg.Retention > 0 {
 		mp.DropBefore = now.Add(-a.cfg.Retention)
+	}
+	if a.cfg.OutboxRetention > 0 {
+		mp.OutboxDropBefore = now.Add(-a.cfg.OutboxRetention)
+	}
+	if a.cfg.EventsRetention > 0 {
+		mp.EventsDropBefore = now.Add(-a.cfg.EventsRetention)
 	}
 	var err error
 	res.Partitions, err = a.cfg.Service.MaintainPartitions(ctx, mp)
@@ -199,6 +236,15 @@ func (a *Archiver) pass(ctx context.Context, stop <-chan struct{}) (ArchivePass,
 			}
 		}
 	}
+	if a.cfg.After > 0 {
+		n, err := a.chunks(ctx, stop, func() (int, error) {
+			return a.cfg.Service.ArchiveRedemptions(ctx, now.Add(-a.cfg.After), a.cfg.Batch)
+		})
+		res.RedemptionsMoved = n
+		if err != nil && !errors.Is(err, store.ErrNoArchive) { // SQLite: redemptions stay
+			errs = append(errs, err)
+		}
+	}
 	a.mu.Lock()
 	switch {
 	case a.cfg.After == 0 || res.CaughtUp:
@@ -209,18 +255,41 @@ func (a *Archiver) pass(ctx context.Context, stop <-chan struct{}) (ArchivePass,
 	a.mu.Unlock()
 
 	if a.cfg.Retention > 0 {
-		before := now.Add(-a.cfg.Retention)
-		for i := 0; i < a.cfg.Chunks; i++ {
-			n, err := a.cfg.Service.PruneArchive(ctx, before, a.cfg.Batch)
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			res.Pruned += n
-			if n < a.cfg.Batch {
-				break
-			}
+		n, err := a.chunks(ctx, nil, func() (int, error) {
+			return a.cfg.Service.PruneArchive(ctx, now.Add(-a.cfg.Retention), a.cfg.Batch)
+		})
+		res.Pruned = n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if a.cfg.OutboxRetention > 0 {
+		n, err := a.chunks(ctx, nil, func() (int, error) {
+			return a.cfg.Service.PruneOutbox(ctx, now.Add(-a.cfg.OutboxRetention), a.cfg.Batch)
+		})
+		res.OutboxPruned = n
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// chunks calls chunk until it returns fewer than a batch, fails, or the
+// pass's bound of chunks is reached, pausing between chunks when stop is
+// set (the loop's passes; a direct Pass runs them back to back), and
+// returns the sum.
+func (a *Archiver) chunks(ctx context.Context, stop <-chan struct{}, chunk func() (int, error)) (int, error) {
+	total := 0
+	for i := 0; i < a.cfg.Chunks; i++ {
+		n, err := chunk()
+		total += n
+		if err != nil || n < a.cfg.Batch {
+			return total, err
+		}
+		if stop != nil && (isClosed(stop) || !sleep(ctx, stop, nil, a.cfg.Pause)) {
+			break
+		}
+	}
+	return total, nil
 }
