@@ -16,12 +16,16 @@ import (
 type QueryStore interface {
 	// SearchClaims returns the claims matching every set field of f, newest
 	// first (by id, which follows the claim time), after the keyset cursor
-	// f.BeforeID. Each filter is served by an index (docs/queries.md).
+	// f.BeforeID, hot and archived alike: a claim that moves to the archive
+	// between two pages is listed once (its id does not change). Each
+	// filter is served by an index of each table (docs/queries.md).
 	SearchClaims(ctx context.Context, f ClaimSearch) ([]*coupon.Claim, error)
-	// SearchCodes returns the codes matching f, by code, after f.AfterCode.
+	// SearchCodes returns the codes matching f, by code, after f.AfterCode;
+	// a code whose claim is archived is claimed, with that claim.
 	SearchCodes(ctx context.Context, f CodeSearch) ([]*coupon.Code, error)
 	// SearchRedemptions returns the redemptions (with their claims)
-	// matching f, newest first, before f.BeforeID.
+	// matching f, newest first, before f.BeforeID, archived ones included
+	// (store.RedemptionArchiver), each once.
 	SearchRedemptions(ctx context.Context, f RedemptionSearch) ([]*coupon.Redemption, error)
 	// CountUserClaims counts a user's available claims as of now and those
 	// of them whose validity ends before soon (the badges of a user with

@@ -332,6 +332,84 @@ func TestQueryPlans(t *testing.T) {
 	}
 }
 
+// TestArchiveSearchPlans: every shape of the back-office search reads the
+// hot table and each monthly partition of the archive through an index in
+// id order (a Merge Append of the partitions), never a scan of either.
+func TestArchiveSearchPlans(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, Config{})
+	now := time.Date(2031, 3, 15, 0, 0, 0, 0, time.UTC)
+	_, err := s.MaintainPartitions(ctx, store.MaintainPartitions{Now: now, From: now.AddDate(0, -3, 0), Ahead: 1})
+	require.NoError(t, err)
+	// A small batch of its own merchant among a large one, as most are.
+	big, b := testBatch(now), testBatch(now)
+	big.TotalQuantity, big.PerUserLimit = 3000, 3000
+	b.MerchantID = "m-small"
+	require.NoError(t, s.CreateBatch(ctx, big))
+	require.NoError(t, s.CreateBatch(ctx, b))
+	cs := append(addCodes(t, s, big, 2990), addCodes(t, s, b, 10)...)
+	var writes []store.ClaimWrite
+	for i, c := range cs {
+		at := now.AddDate(0, -3, 0).Add(time.Duration(i) * time.Hour)
+		bt := big
+		if i >= 2990 {
+			bt = b
+		}
+		w := claimWrite(bt, c.Code, c.Amount, fmt.Sprint("user-", i%300), at)
+		w.Claim.UserSeq, w.Claim.UserLimit, w.Claim.Status, w.Claim.Channel, w.Claim.Phone = i/300+1, 100, coupon.ClaimUsed, fmt.Sprint("ch-", i%5), fmt.Sprint("+86", i%700)
+		if i%100 == 0 {
+			w.Claim.Status = coupon.ClaimRefunded
+		}
+		writes = append(writes, w)
+	}
+	for i := 0; i < len(writes); i += 500 {
+		for _, err := range s.InsertClaims(ctx, writes[i:i+500]) {
+			require.NoError(t, err)
+		}
+	}
+	for {
+		res, err := s.ArchiveClaims(ctx, store.ArchiveClaims{Before: now, Limit: 1000})
+		require.NoError(t, err)
+		if res.Moved < 1000 {
+			break
+		}
+	}
+	_, err = s.primary.Exec(ctx, `ANALYZE`)
+	require.NoError(t, err)
+	conn, err := s.primary.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, `SET enable_seqscan = off`) // the tables are small; at scale the indexes win anyway
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		f    store.ClaimSearch
+		want []string
+	}{
+		{store.ClaimSearch{BatchID: b.ID, BeforeID: writes[2995].Claim.ID}, []string{"claims_batch_id", "_batch_id_id_idx"}},
+		{store.ClaimSearch{MerchantID: b.MerchantID}, []string{"claims_merchant_id", "_merchant_id_id_idx"}},
+		{store.ClaimSearch{Phone: "+861"}, []string{"claims_phone_id", "_phone_id_idx"}},
+		{store.ClaimSearch{Channel: "ch-1"}, []string{"claims_channel_id", "_channel_id_idx"}},
+		{store.ClaimSearch{Status: coupon.ClaimRefunded}, []string{"claims_status_id", "_status_id_idx"}},
+		{store.ClaimSearch{Code: cs[5].Code}, []string{"claims_code", "_code_idx"}},
+		{store.ClaimSearch{UserID: "user-1"}, []string{"claims_user", "_user_id_valid_to_id_idx"}},
+		{store.ClaimSearch{}, []string{"claims_pkey", "_id_idx"}},
+	} {
+		tc.f.Now, tc.f.Limit = now, 21
+		q, args := claimSearchSQL(tc.f)
+		rows, err := conn.Query(ctx, "EXPLAIN "+q, args...)
+		require.NoError(t, err)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		plan := strings.Join(lines, "\n")
+		for _, w := range tc.want {
+			require.Contains(t, plan, w, "%+v\n%s", tc.f, plan)
+		}
+		require.Contains(t, plan, "claims_archive_y2031m01", "%+v\n%s", tc.f, plan)
+		require.NotContains(t, plan, "Seq Scan", "%+v\n%s", tc.f, plan)
+	}
+}
+
 // requirePlan requires the plan of query to use every index of want and to
 // scan neither codes nor claims whole.
 func requirePlan(t *testing.T, q querier, query string, args []any, want ...string) {

@@ -54,7 +54,13 @@ func (w *where) String() string {
 	return strings.Join(w.terms, " AND ")
 }
 
-// SearchClaims returns claims matching f, newest first.
+// SearchClaims returns claims matching f, newest first, from the hot table
+// and the archive as one list: each yields its first page from its own
+// (column, id) index (the archive's partitions merged) and the union is cut
+// to the page, in one statement — one snapshot, in which a claim is in
+// exactly one of the two — so a claim archived between two pages is listed
+// once: its id, the cursor's key, does not change. Available and locked
+// claims are never archived: those searches read the hot table only.
 //
 // # claimsLead
 //
@@ -69,6 +75,23 @@ func (w *where) String() string {
 // drop the column from the sort and walk the primary key again. So the
 // cost is bounded by the claims of that channel or status, not the table.
 func (s *Store) SearchClaims(ctx context.Context, f store.ClaimSearch) ([]*coupon.Claim, error) {
+	if f.Now.IsZero() {
+		f.Now = s.now()
+	}
+	q, args := claimSearchSQL(f)
+	rows, err := s.replica.Query(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("search claims", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*coupon.Claim, error) { return scanClaim(row) })
+	if err != nil {
+		return nil, wrap("search claims", err)
+	}
+	return out, nil
+}
+
+// claimSearchSQL is SearchClaims's statement for f (f.Now set).
+func claimSearchSQL(f store.ClaimSearch) (string, []any) {
 	var w where
 	w.eq("batch_id", f.BatchID)
 	w.eq("merchant_id", f.MerchantID)
@@ -94,9 +117,6 @@ func (s *Store) SearchClaims(ctx context.Context, f store.ClaimSearch) ([]*coupo
 		w.eq("channel", f.Channel)
 	}
 	now := f.Now
-	if now.IsZero() {
-		now = s.now()
-	}
 	switch {
 	case f.Status == "":
 	case lead == "status" && f.Status == coupon.ClaimAvailable:
@@ -130,19 +150,17 @@ func (s *Store) SearchClaims(ctx context.Context, f store.ClaimSearch) ([]*coupo
 	if lead != "" {
 		order = lead + " DESC, id DESC"
 	}
-	q := `SELECT ` + claimColumns + ` FROM claims WHERE ` + w.String() + ` ORDER BY ` + order + ` LIMIT ` + w.param(searchLimit(f.Limit))
-	rows, err := s.replica.Query(ctx, q, w.args...)
-	if err != nil {
-		return nil, wrap("search claims", err)
+	cond, limit := w.String(), w.param(searchLimit(f.Limit))
+	q := `SELECT ` + claimColumns + ` FROM claims WHERE ` + cond + ` ORDER BY ` + order + ` LIMIT ` + limit
+	if f.Status != coupon.ClaimAvailable && f.Status != coupon.ClaimLocked { // never archived
+		q = `SELECT ` + claimColumns + ` FROM ((` + q + `) UNION ALL (SELECT ` + claimColumns + ` FROM claims_archive WHERE ` +
+			cond + ` ORDER BY ` + order + ` LIMIT ` + limit + `)) u ORDER BY id DESC LIMIT ` + limit
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*coupon.Claim, error) { return scanClaim(row) })
-	if err != nil {
-		return nil, wrap("search claims", err)
-	}
-	return out, nil
+	return q, w.args
 }
 
-// SearchCodes returns codes matching f, by code.
+// SearchCodes returns codes matching f, by code; a code whose claim is
+// archived is claimed.
 func (s *Store) SearchCodes(ctx context.Context, f store.CodeSearch) ([]*coupon.Code, error) {
 	var w where
 	w.eq("c.batch_id", f.BatchID)
@@ -152,9 +170,9 @@ func (s *Store) SearchCodes(ctx context.Context, f store.CodeSearch) ([]*coupon.
 	}
 	switch f.Status {
 	case coupon.CodeClaimed:
-		w.add("cl.id IS NOT NULL")
+		w.add("coalesce(cl.id, ca.id) IS NOT NULL")
 	case coupon.CodeUnclaimed:
-		w.add("cl.id IS NULL")
+		w.add("cl.id IS NULL AND ca.id IS NULL")
 	}
 	if !f.CreatedFrom.IsZero() {
 		w.add("c.created_at >= " + w.param(f.CreatedFrom))
@@ -165,8 +183,12 @@ func (s *Store) SearchCodes(ctx context.Context, f store.CodeSearch) ([]*coupon.
 	if f.AfterCode != "" {
 		w.add("c.code > " + w.param(f.AfterCode))
 	}
-	q := `SELECT c.code, c.batch_id, c.seq, c.amount, c.tags, c.created_at, cl.id, cl.claimed_at
+	// A code's claim is in the hot table or in the archive; the archive is
+	// probed (each partition's code index) only for a code the hot table
+	// does not hold.
+	q := `SELECT c.code, c.batch_id, c.seq, c.amount, c.tags, c.created_at, coalesce(cl.id, ca.id), coalesce(cl.claimed_at, ca.claimed_at)
 		FROM codes c LEFT JOIN claims cl ON cl.code = c.code
+		LEFT JOIN LATERAL (SELECT a.id, a.claimed_at FROM claims_archive a WHERE cl.id IS NULL AND a.code = c.code LIMIT 1) ca ON true
 		WHERE ` + w.String() + ` ORDER BY c.code LIMIT ` + w.param(searchLimit(f.Limit))
 	rows, err := s.replica.Query(ctx, q, w.args...)
 	if err != nil {

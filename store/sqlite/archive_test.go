@@ -55,6 +55,20 @@ func TestArchiveQueryPlans(t *testing.T) {
 			ORDER BY valid_to, id LIMIT 20`,
 			[]string{"claims_user (user_id=? AND (valid_to,id)>(?,?))", "claims_archive_user (user_id=? AND (valid_to,id)>(?,?))"}},
 		{`SELECT id FROM claims_archive WHERE claimed_at < 1 ORDER BY claimed_at LIMIT 10`, []string{"INDEX claims_archive_claimed (claimed_at<?)"}},
+		// Search: each side's first page from its own (column, id) index.
+		{searchBoth(`batch_id = 'b' AND id < 'x'`), []string{"claims_batch_id (batch_id=? AND id<?)", "claims_archive_batch_id (batch_id=? AND id<?)"}},
+		{searchBoth(`merchant_id = 'm'`), []string{"claims_merchant_id (merchant_id=?)", "claims_archive_merchant_id (merchant_id=?)"}},
+		{searchBoth(`phone = 'p'`), []string{"claims_phone_id (phone=?)", "claims_archive_phone_id (phone=?)"}},
+		{searchBoth(`channel = 'c'`), []string{"claims_channel_id (channel=?)", "claims_archive_channel_id (channel=?)"}},
+		{searchBoth(`status = 'refunded'`), []string{"claims_status_id (status=?)", "claims_archive_status_id (status=?)"}},
+		{searchBoth(`code = 'c'`), []string{"claims_2 (code=?)", "claims_archive_2 (code=?)"}},
+		{searchBoth(`id < 'x'`), []string{"claims_1 (id<?)", "claims_archive_1 (id<?)"}},
+		{`SELECT c.code, coalesce(cl.id, ca.id) FROM codes c LEFT JOIN claims cl ON cl.code = c.code
+			LEFT JOIN claims_archive ca ON ca.code = c.code WHERE c.batch_id = 'b' AND cl.id IS NULL AND ca.id IS NULL ORDER BY c.code LIMIT 20`,
+			[]string{"claims_2 (code=?)", "claims_archive_2 (code=?)"}},
+		// The outbox's retention walks its rowids past the pending events.
+		{`DELETE FROM outbox WHERE id IN (SELECT id FROM (SELECT id, created_at FROM outbox WHERE published_at IS NOT NULL ORDER BY id LIMIT 10)
+			WHERE created_at < 1)`, []string{"SCAN outbox", "SEARCH outbox USING INTEGER PRIMARY KEY (rowid=?)"}},
 	} {
 		p := plan(tc.query)
 		for _, w := range tc.want {
@@ -63,4 +77,11 @@ func TestArchiveQueryPlans(t *testing.T) {
 		require.NotContains(t, p, "SCAN claims\n", "%s\n%s", tc.query, p)
 		require.NotContains(t, p, "SCAN claims_archive\n", "%s\n%s", tc.query, p)
 	}
+}
+
+// searchBoth is the shape of SearchClaims: each table's first page, their
+// union cut to the page.
+func searchBoth(cond string) string {
+	return `SELECT id FROM (SELECT * FROM (SELECT id FROM claims WHERE ` + cond + ` ORDER BY id DESC LIMIT 20)
+		UNION ALL SELECT * FROM (SELECT id FROM claims_archive WHERE ` + cond + ` ORDER BY id DESC LIMIT 20)) ORDER BY id DESC LIMIT 20`
 }

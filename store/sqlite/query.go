@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,7 +51,11 @@ func (w *where) String() string {
 	return strings.Join(w.terms, " AND ")
 }
 
-// SearchClaims returns claims matching f, newest first.
+// SearchClaims returns claims matching f, newest first, from the hot table
+// and the archive as one list: each side's first page from its own index,
+// their union cut to the page, in one statement (one read transaction, in
+// which a claim is in exactly one of the two), so a claim archived between
+// two pages is listed once. Available and locked claims are never archived.
 func (s *Store) SearchClaims(ctx context.Context, f store.ClaimSearch) ([]*coupon.Claim, error) {
 	var w where
 	w.eq("batch_id", f.BatchID)
@@ -87,11 +92,21 @@ func (s *Store) SearchClaims(ctx context.Context, f store.ClaimSearch) ([]*coupo
 	if f.BeforeID != "" {
 		w.add("id < ?", f.BeforeID)
 	}
-	return s.queryClaims(ctx, "search claims", `SELECT `+claimColumns+` FROM claims WHERE `+w.String()+
-		` ORDER BY id DESC LIMIT ?`, append(w.args, searchLimit(f.Limit))...)
+	limit := searchLimit(f.Limit)
+	if f.Status == coupon.ClaimAvailable || f.Status == coupon.ClaimLocked { // never archived
+		return s.queryClaims(ctx, "search claims", `SELECT `+claimColumns+` FROM claims WHERE `+w.String()+
+			` ORDER BY id DESC LIMIT ?`, append(w.args, limit)...)
+	}
+	args := append(append(append(slices.Clone(w.args), limit), w.args...), limit, limit)
+	return s.queryClaims(ctx, "search claims", `SELECT `+claimColumns+` FROM (
+		SELECT * FROM (SELECT `+claimColumns+` FROM claims WHERE `+w.String()+` ORDER BY id DESC LIMIT ?)
+		UNION ALL
+		SELECT * FROM (SELECT `+claimColumns+` FROM claims_archive WHERE `+w.String()+` ORDER BY id DESC LIMIT ?)
+	) ORDER BY id DESC LIMIT ?`, args...)
 }
 
-// SearchCodes returns codes matching f, by code.
+// SearchCodes returns codes matching f, by code; a code whose claim is
+// archived is claimed.
 func (s *Store) SearchCodes(ctx context.Context, f store.CodeSearch) ([]*coupon.Code, error) {
 	var w where
 	w.eq("c.batch_id", f.BatchID)
@@ -101,9 +116,9 @@ func (s *Store) SearchCodes(ctx context.Context, f store.CodeSearch) ([]*coupon.
 	}
 	switch f.Status {
 	case coupon.CodeClaimed:
-		w.add("cl.id IS NOT NULL")
+		w.add("coalesce(cl.id, ca.id) IS NOT NULL")
 	case coupon.CodeUnclaimed:
-		w.add("cl.id IS NULL")
+		w.add("cl.id IS NULL AND ca.id IS NULL")
 	}
 	if !f.CreatedFrom.IsZero() {
 		w.add("c.created_at >= ?", micros(f.CreatedFrom))
@@ -114,8 +129,10 @@ func (s *Store) SearchCodes(ctx context.Context, f store.CodeSearch) ([]*coupon.
 	if f.AfterCode != "" {
 		w.add("c.code > ?", f.AfterCode)
 	}
-	rows, err := s.reader.QueryContext(ctx, `SELECT c.code, c.batch_id, c.seq, c.amount, c.tags, c.created_at, cl.id, cl.claimed_at
-		FROM codes c LEFT JOIN claims cl ON cl.code = c.code
+	// A code's claim is in the hot table or in the archive (both unique by code).
+	rows, err := s.reader.QueryContext(ctx, `SELECT c.code, c.batch_id, c.seq, c.amount, c.tags, c.created_at,
+			coalesce(cl.id, ca.id), coalesce(cl.claimed_at, ca.claimed_at)
+		FROM codes c LEFT JOIN claims cl ON cl.code = c.code LEFT JOIN claims_archive ca ON ca.code = c.code
 		WHERE `+w.String()+` ORDER BY c.code LIMIT ?`, append(w.args, searchLimit(f.Limit))...)
 	if err != nil {
 		return nil, wrap("search codes", err)

@@ -22,6 +22,9 @@ var archiveTests = []struct {
 	{"Archive/DuringClaims", testArchiveDuringClaims},
 	{"Archive/HistoryPages", testArchiveHistoryPages},
 	{"Archive/Prune", testArchivePrune},
+	{"Archive/Search", testArchiveSearch},
+	{"Archive/SearchPages", testArchiveSearchPages},
+	{"Archive/SearchWhileArchiving", testArchiveSearchWhileArchiving},
 	{"Archive/Redemptions", testArchiveRedemptions},
 	{"Outbox/Prune", testOutboxPrune},
 }
@@ -476,4 +479,129 @@ func testOutboxPrune(t *testing.T, f *fixture) {
 	pending := f.eventsFor(writes[3].Claim.ID)
 	require.Len(t, pending, 1, "the unpublished event stays")
 	require.Zero(t, prune(later))
+}
+
+// testArchiveSearch: every back-office search finds archived claims as it
+// finds hot ones, and a code whose claim is archived is claimed.
+func testArchiveSearch(t *testing.T, f *fixture) {
+	archiver(t, f)
+	b1 := f.createBatch(func(b *coupon.Batch) { b.MerchantID = "m-x" })
+	b2 := f.createBatch(func(b *coupon.Batch) { b.MerchantID = "m-y" })
+	cs := f.searchClaims(b1, 6, func(i int, c *coupon.Claim) {
+		c.MerchantID, c.Channel, c.Phone = "m-x", "push", "+8613900000000"
+		if i < 4 {
+			c.Status = coupon.ClaimUsed // cs[0..3] are archived, cs[4..5] stay hot
+		}
+		if i == 1 {
+			c.Status = coupon.ClaimRefunded
+		}
+	})
+	other := f.searchClaims(b2, 2, func(i int, c *coupon.Claim) { c.MerchantID = "m-y"; c.UserID = fmt.Sprint("t", i) })
+	free := f.addCodes(b1, 1)
+	moved, _ := archiveAll(t, f, later, 100)
+	require.Equal(t, 4, moved)
+
+	now := base.Add(time.Minute) // before any claim's validity ends
+	require.Equal(t, reversed(cs), f.search(store.ClaimSearch{BatchID: b1.ID, Now: now}), "hot and archived, newest first")
+	require.Equal(t, reversed(cs), f.search(store.ClaimSearch{MerchantID: "m-x", Now: now}))
+	require.Equal(t, reversed(cs), f.search(store.ClaimSearch{Phone: "+8613900000000", Now: now}))
+	require.Equal(t, reversed(cs), f.search(store.ClaimSearch{Channel: "push", Now: now}))
+	require.Equal(t, []string{cs[2].ID}, f.search(store.ClaimSearch{UserID: "s2", MerchantID: "m-x", Now: now}))
+	require.Equal(t, []string{cs[3].ID}, f.search(store.ClaimSearch{Code: cs[3].Code, Now: now}))
+	require.Equal(t, []string{cs[1].ID}, f.search(store.ClaimSearch{Status: coupon.ClaimRefunded, Now: now}), "a status alone")
+	require.Equal(t, []string{cs[3].ID, cs[2].ID, cs[0].ID}, f.search(store.ClaimSearch{Status: coupon.ClaimUsed, Channel: "push", Now: now}))
+	require.Equal(t, []string{cs[5].ID, cs[4].ID}, f.search(store.ClaimSearch{BatchID: b1.ID, Status: coupon.ClaimAvailable, Now: now}))
+	require.Equal(t, []string{cs[2].ID, cs[1].ID}, f.search(store.ClaimSearch{BatchID: b1.ID, Now: now,
+		ClaimedFrom: base.Add(time.Minute), ClaimedTo: base.Add(3 * time.Minute)}))
+	all := f.search(store.ClaimSearch{Now: now})
+	want := append(ids(cs, claimID), ids(other, claimID)...)
+	slices.Sort(want)
+	slices.Reverse(want)
+	require.Equal(t, want, all, "with no filter: every claim, newest first")
+
+	codes, err := f.s.SearchCodes(f.ctx, store.CodeSearch{BatchID: b1.ID, Status: coupon.CodeClaimed})
+	require.NoError(t, err)
+	require.Len(t, codes, 6)
+	byCode := map[string]string{}
+	for _, c := range codes {
+		require.NotNil(t, c.IssuedAt)
+		byCode[c.Code] = c.ClaimID
+	}
+	require.Equal(t, cs[0].ID, byCode[cs[0].Code], "an archived claim's code")
+	require.Equal(t, cs[5].ID, byCode[cs[5].Code])
+	codes, err = f.s.SearchCodes(f.ctx, store.CodeSearch{BatchID: b1.ID, Status: coupon.CodeUnclaimed})
+	require.NoError(t, err)
+	require.Equal(t, []string{free[0].Code}, ids(codes, func(c *coupon.Code) string { return c.Code }))
+	codes, err = f.s.SearchCodes(f.ctx, store.CodeSearch{Code: cs[1].Code})
+	require.NoError(t, err)
+	require.Len(t, codes, 1)
+	require.Equal(t, coupon.CodeClaimed, codes[0].Status)
+	require.Equal(t, cs[1].ID, codes[0].ClaimID)
+}
+
+// testArchiveSearchPages: paging a search while its claims move to the
+// archive between pages lists every claim once, newest first — with a
+// filter and without.
+func testArchiveSearchPages(t *testing.T, f *fixture) {
+	a := archiver(t, f)
+	const n = 40
+	b := f.createBatch(func(b *coupon.Batch) { b.TotalQuantity = n })
+	cs := f.searchClaims(b, n, func(_ int, c *coupon.Claim) { c.Status = coupon.ClaimExpired })
+	for _, q := range []store.ClaimSearch{{BatchID: b.ID}, {}, {Status: coupon.ClaimExpired}} {
+		var got []string
+		for {
+			q.Limit = 6
+			page := f.search(q)
+			got = append(got, page...)
+			if len(page) < 6 {
+				break
+			}
+			q.BeforeID = page[len(page)-1]
+			// Archival takes the oldest first: it meets the pages half-way.
+			_, err := a.ArchiveClaims(f.ctx, store.ArchiveClaims{Before: later, Limit: 4})
+			require.NoError(t, err)
+		}
+		require.Equal(t, reversed(cs), got, "%+v", q)
+	}
+}
+
+// testArchiveSearchWhileArchiving: an export's pages read while the
+// archiver moves claims at the same moment list every claim once.
+func testArchiveSearchWhileArchiving(t *testing.T, f *fixture) {
+	a := archiver(t, f)
+	const n = 300
+	b := f.createBatch(func(b *coupon.Batch) { b.TotalQuantity = n })
+	cs := f.searchClaims(b, n, func(_ int, c *coupon.Claim) { c.Status = coupon.ClaimUsed })
+	for round := range 3 {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := a.ArchiveClaims(f.ctx, store.ArchiveClaims{Before: later, Limit: 3}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+		var got []string
+		q := store.ClaimSearch{BatchID: b.ID, Limit: 17}
+		for {
+			page := f.search(q)
+			got = append(got, page...)
+			if len(page) < q.Limit {
+				break
+			}
+			q.BeforeID = page[len(page)-1]
+		}
+		close(done)
+		wg.Wait()
+		require.Equal(t, reversed(cs), got, "round %d", round)
+	}
+	archiveAll(t, f, later, 1000)
+	require.Equal(t, reversed(cs), f.search(store.ClaimSearch{BatchID: b.ID, Limit: 1000}), "all archived, all found")
 }
