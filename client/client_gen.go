@@ -2511,9 +2511,9 @@ type SearchClaimsParams struct {
 
 // SearchClaims calls GET /v1/search/claims: Search claims.
 //
-// Claims matching every filter given, newest first, keyset-paginated. Each filter is served by an
-// index, at any table size; reads the replica where one is configured (a change of the last moments
-// may be missing).
+// Claims matching every filter given, hot and archived alike (a claim archived between two pages is
+// listed once), newest first, keyset-paginated. Each filter is served by an index, at any table
+// size; reads the replica where one is configured (a change of the last moments may be missing).
 //
 // Allowed roles: admin, operator, merchant.
 func (c *Client) SearchClaims(ctx context.Context, params *SearchClaimsParams) (*ClaimList, error) {
@@ -2596,9 +2596,9 @@ type ExportClaimsParams struct {
 
 // ExportClaims calls GET /v1/search/claims.csv: Export claims as CSV.
 //
-// Every claim matching the filters, newest first, streamed as CSV (RFC 4180, a header line first)
-// while it is read: millions of rows in flat memory. An error after the first row ends the stream
-// early.
+// Every claim matching the filters, archived ones included, newest first, streamed as CSV (RFC
+// 4180, a header line first) while it is read: millions of rows in flat memory. An error after the
+// first row ends the stream early.
 //
 // Allowed roles: admin, operator, merchant.
 func (c *Client) ExportClaims(ctx context.Context, params *ExportClaimsParams) error {

@@ -75,7 +75,8 @@ func (h *handlers) registerQueries(api huma.API) {
 	huma.Register(api, huma.Operation{
 		OperationID: "search-claims", Method: http.MethodGet, Path: "/v1/search/claims", Tags: []string{"search"},
 		Summary: "Search claims",
-		Description: "Claims matching every filter given, newest first, keyset-paginated. Each filter is served by an index, " +
+		Description: "Claims matching every filter given, hot and archived alike (a claim archived between two pages is listed once), " +
+			"newest first, keyset-paginated. Each filter is served by an index, " +
 			"at any table size; reads the replica where one is configured (a change of the last moments may be missing).",
 	}, func(ctx context.Context, in *struct {
 		ClaimSearchQuery
@@ -100,7 +101,7 @@ func (h *handlers) registerQueries(api huma.API) {
 	huma.Register(api, huma.Operation{
 		OperationID: "export-claims", Method: http.MethodGet, Path: "/v1/search/claims.csv", Tags: []string{"search"},
 		Summary: "Export claims as CSV",
-		Description: "Every claim matching the filters, newest first, streamed as CSV (RFC 4180, a header line first) while it is " +
+		Description: "Every claim matching the filters, archived ones included, newest first, streamed as CSV (RFC 4180, a header line first) while it is " +
 			"read: millions of rows in flat memory. An error after the first row ends the stream early.",
 		Responses: map[string]*huma.Response{"200": {Description: "CSV", Content: map[string]*huma.MediaType{"text/csv": {}}}},
 	}, func(ctx context.Context, in *struct {
