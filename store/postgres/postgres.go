@@ -18,6 +18,8 @@
 //	PendingEvents                 primary   the relay marks on the primary; a lagging read republishes
 //	ListBatches                   replica   the admin console's listing
 //	ListUserClaims                replica   "my coupons": a claim made a moment ago may show a moment later
+//	Search*, statistics reads     replica   the back office (query.go)
+//	Archive*, Prune*, partitions  primary   the archiver's writes and DDL (archive.go, partition.go)
 //
 // Without a replica every method uses the primary. Replica connections are
 // opened with default_transaction_read_only, so that a write sent there by

@@ -6,8 +6,8 @@
 -- claim path's per-row outcomes come from them.
 --
 -- claims_archive is partitioned by month of claimed_at. Its partitions are
--- made ahead and dropped past the retention by worker.ArchiveMaintainer
--- (store/postgres/archive.go); claims_archive_default takes any claim no
+-- made ahead and dropped past the retention by worker.Archiver
+-- (store/postgres/partition.go); claims_archive_default takes any claim no
 -- monthly partition covers, so archival never fails for want of one. A
 -- partitioned table's unique indexes must hold the partition key, so the
 -- archive's indexes are plain: a claim reaches it once, from the hot table,
