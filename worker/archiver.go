@@ -255,7 +255,7 @@ func (a *Archiver) pass(ctx context.Context, stop <-chan struct{}) (ArchivePass,
 	a.mu.Unlock()
 
 	if a.cfg.Retention > 0 {
-		n, err := a.chunks(ctx, nil, func() (int, error) {
+		n, err := a.chunks(ctx, stop, func() (int, error) {
 			return a.cfg.Service.PruneArchive(ctx, now.Add(-a.cfg.Retention), a.cfg.Batch)
 		})
 		res.Pruned = n
@@ -264,7 +264,7 @@ func (a *Archiver) pass(ctx context.Context, stop <-chan struct{}) (ArchivePass,
 		}
 	}
 	if a.cfg.OutboxRetention > 0 {
-		n, err := a.chunks(ctx, nil, func() (int, error) {
+		n, err := a.chunks(ctx, stop, func() (int, error) {
 			return a.cfg.Service.PruneOutbox(ctx, now.Add(-a.cfg.OutboxRetention), a.cfg.Batch)
 		})
 		res.OutboxPruned = n
@@ -277,8 +277,9 @@ func (a *Archiver) pass(ctx context.Context, stop <-chan struct{}) (ArchivePass,
 
 // chunks calls chunk until it returns fewer than a batch, fails, or the
 // pass's bound of chunks is reached, pausing between chunks when stop is
-// set (the loop's passes; a direct Pass runs them back to back), and
-// returns the sum.
+// set (the loop's passes, so that the claim path's writes — SQLite's one
+// writer above all — never queue behind a run of them; a direct Pass runs
+// them back to back), and returns the sum.
 func (a *Archiver) chunks(ctx context.Context, stop <-chan struct{}, chunk func() (int, error)) (int, error) {
 	total := 0
 	for i := 0; i < a.cfg.Chunks; i++ {
