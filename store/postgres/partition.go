@@ -13,7 +13,7 @@ import (
 	"github.com/coupond/coupond/store"
 )
 
-// Tables partitioned by range of a time (migrations 00008 and 00009). Each
+// Tables partitioned by range of a time (migrations 00008 and 00010). Each
 // has a DEFAULT partition for rows no partition covers, monthly or daily
 // partitions named <table>_y2026m11 or <table>_y2026m11d26, and, for the
 // tables converted from plain ones, one partition <table>_before_y…

@@ -106,14 +106,14 @@ func TestMigrations(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// TestMigrationPartitionsKeepsRows: migration 00009 turns a used outbox and
+// TestMigrationPartitionsKeepsRows: migration 00010 turns a used outbox and
 // record of counted events into partitioned tables with every row in place
 // (the outbox's ids, their sequence and the unpublished events; each counted
 // event still recognised when it comes again), and its Down puts them back.
 func TestMigrationPartitionsKeepsRows(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, Config{})
-	_, err := s.migrations.DownTo(ctx, 8)
+	_, err := s.migrations.DownTo(ctx, 9)
 	require.NoError(t, err)
 
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -133,7 +133,7 @@ func TestMigrationPartitionsKeepsRows(t *testing.T) {
 		fmt.Sprintf("e:%d", ids[0]), now.Add(-71*time.Hour))
 	require.NoError(t, err)
 
-	_, err = s.migrations.UpTo(ctx, 9)
+	_, err = s.migrations.UpTo(ctx, 10)
 	require.NoError(t, err)
 	var before string
 	require.NoError(t, s.primary.QueryRow(ctx, `SELECT tableoid::regclass::text FROM outbox WHERE id = $1`, ids[0]).Scan(&before))
@@ -170,7 +170,7 @@ func TestMigrationPartitionsKeepsRows(t *testing.T) {
 	require.Len(t, pending, 2)
 	require.Greater(t, pending[1].ID, ids[2])
 
-	_, err = s.migrations.DownTo(ctx, 8)
+	_, err = s.migrations.DownTo(ctx, 9)
 	require.NoError(t, err)
 	var n, unpublished, keys int
 	require.NoError(t, s.primary.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE published_at IS NULL),
