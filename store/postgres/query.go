@@ -1,14 +1,17 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/coupond/coupond/coupon"
 	"github.com/coupond/coupond/store"
@@ -316,14 +319,101 @@ const statsUpsert = ` ON CONFLICT (batch_id, hour, platform, channel) DO UPDATE 
 	refunded_discount = batch_stats.refunded_discount + excluded.refunded_discount,
 	reserved = batch_stats.reserved + excluded.reserved, released = batch_stats.released + excluded.released`
 
-func countArgs(c store.StatsCounts) []any {
-	return []any{c.Claimed, c.ClaimedAmount, c.Redeemed, c.Discount, c.DiscountPlatform, c.DiscountMerchant,
-		c.Expired, c.Refunded, c.RefundedDiscount, c.Reserved, c.ReleasedByCancels}
+// statsSums sums each column of statsColumns, as bigint.
+const statsSums = `sum(claimed)::bigint, sum(claimed_amount)::bigint, sum(redeemed)::bigint, sum(discount)::bigint,
+	sum(discount_platform)::bigint, sum(discount_merchant)::bigint, sum(expired)::bigint, sum(refunded)::bigint,
+	sum(refunded_discount)::bigint, sum(reserved)::bigint, sum(released)::bigint`
+
+// statsKey is a row of the statistics to add to: row names it, with the hour.
+type statsKey[R comparable] struct {
+	row  R
+	hour time.Time
 }
 
-// ApplyStats counts the events not counted yet, in one transaction. Rows
-// are updated in the order the deltas come; several consumers applying at
-// once could deadlock on two rows, and the stats worker is one consumer.
+func addCounts[R comparable](m map[statsKey[R]]*store.StatsCounts, k statsKey[R], c store.StatsCounts) {
+	if sum := m[k]; sum != nil {
+		sum.Add(c)
+		return
+	}
+	m[k] = &c
+}
+
+type statsRowSum[R comparable] struct {
+	key    statsKey[R]
+	counts *store.StatsCounts
+}
+
+// sortedStats lists m's rows in the order of their keys, hour last.
+func sortedStats[R comparable](m map[statsKey[R]]*store.StatsCounts, compare func(a, b R) int) []statsRowSum[R] {
+	out := make([]statsRowSum[R], 0, len(m))
+	for k, c := range m {
+		out = append(out, statsRowSum[R]{k, c})
+	}
+	slices.SortFunc(out, func(a, b statsRowSum[R]) int {
+		return cmp.Or(compare(a.key.row, b.key.row), a.key.hour.Compare(b.key.hour))
+	})
+	return out
+}
+
+// statsColumnArrays are the counters of several rows, one array per column
+// of statsColumns, for unnest.
+type statsColumnArrays [11][]int64
+
+func statsArrays(n int) *statsColumnArrays {
+	var a statsColumnArrays
+	for i := range a {
+		a[i] = make([]int64, n)
+	}
+	return &a
+}
+
+func (a *statsColumnArrays) set(i int, c *store.StatsCounts) {
+	for col, v := range [11]int64{c.Claimed, c.ClaimedAmount, c.Redeemed, c.Discount, c.DiscountPlatform, c.DiscountMerchant,
+		c.Expired, c.Refunded, c.RefundedDiscount, c.Reserved, c.ReleasedByCancels} {
+		a[col][i] = v
+	}
+}
+
+func (a *statsColumnArrays) args() []any {
+	out := make([]any, len(a))
+	for i := range a {
+		out[i] = a[i]
+	}
+	return out
+}
+
+// statsArrayParams is "$from::bigint[], …" for the 11 columns.
+func statsArrayParams(from int) string {
+	ps := make([]string, 11)
+	for i := range ps {
+		ps[i] = "$" + strconv.Itoa(from+i) + "::bigint[]"
+	}
+	return strings.Join(ps, ", ")
+}
+
+// returnedSet runs q and gathers the single column it returns.
+func returnedSet[T comparable](ctx context.Context, tx pgx.Tx, q string, args ...any) (map[T]bool, error) {
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := pgx.CollectRows(rows, pgx.RowTo[T])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[T]bool, len(vals))
+	for _, v := range vals {
+		out[v] = true
+	}
+	return out, nil
+}
+
+// ApplyStats counts the events not counted yet, in one transaction of four
+// statements whatever the number of events: the events' records, the
+// once-only keys of the new events' deltas, then their counts summed per
+// row of the statistics (rows named by batch), and per claim (rows read
+// from the claims). Rows are upserted in the order of their keys, so two
+// consumers applying at once cannot deadlock.
 func (s *Store) ApplyStats(ctx context.Context, events []store.StatsEvent) ([]string, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -331,62 +421,117 @@ func (s *Store) ApplyStats(ctx context.Context, events []store.StatsEvent) ([]st
 	now := s.now()
 	touched := map[string]bool{}
 	err := inTx(ctx, s.primary, pgx.TxOptions{}, "apply stats", func(tx pgx.Tx) error {
-		seen := func(key string) (bool, error) {
-			tag, err := tx.Exec(ctx, `INSERT INTO stats_seen (key, at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, key, now)
-			if err != nil {
-				return false, wrap("apply stats: record", err)
+		// The event's own time, not the time of counting, places its
+		// record: a redelivery meets the first record in its partition.
+		ids := make([]int64, len(events))
+		ats := make([]pgtype.Timestamptz, len(events))
+		for i, ev := range events {
+			ids[i] = ev.ID
+			ats[i] = pgtype.Timestamptz{Time: ev.At, Valid: true}
+			if ev.At.IsZero() {
+				ats[i] = pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
 			}
-			return tag.RowsAffected() == 0, nil
 		}
+		fresh, err := returnedSet[int64](ctx, tx, `INSERT INTO stats_events (id, occurred_at, recorded_at)
+			SELECT id, at, $3 FROM unnest($1::bigint[], $2::timestamptz[]) AS e(id, at)
+			ON CONFLICT DO NOTHING RETURNING id`, ids, ats, now)
+		if err != nil {
+			return wrap("apply stats: record", err)
+		}
+		var keys []string
 		for _, ev := range events {
-			// The event's own time, not the time of counting, places its
-			// record: a redelivery meets the first record in its partition.
-			var occurred *time.Time
-			if !ev.At.IsZero() {
-				occurred = &ev.At
+			if fresh[ev.ID] {
+				for _, d := range ev.Deltas {
+					if d.Key != "" {
+						keys = append(keys, "k:"+d.Key)
+					}
+				}
 			}
-			tag, err := tx.Exec(ctx, `INSERT INTO stats_events (id, occurred_at, recorded_at)
-				VALUES ($1, coalesce($2, 'infinity'::timestamptz), $3) ON CONFLICT DO NOTHING`, ev.ID, occurred, now)
+		}
+		freshKeys := map[string]bool{}
+		if len(keys) > 0 {
+			freshKeys, err = returnedSet[string](ctx, tx, `INSERT INTO stats_seen (key, at)
+				SELECT k, $2 FROM unnest($1::text[]) AS k ON CONFLICT DO NOTHING RETURNING key`, keys, now)
 			if err != nil {
 				return wrap("apply stats: record", err)
 			}
-			if tag.RowsAffected() == 0 {
+		}
+
+		type rowKey struct{ batch, platform, channel string }
+		type claimKey struct{ claim string }
+		byBatch := map[statsKey[rowKey]]*store.StatsCounts{}
+		byClaim := map[statsKey[claimKey]]*store.StatsCounts{}
+		claimedByClaim := false
+		for _, ev := range events {
+			if !fresh[ev.ID] {
 				continue
 			}
+			delete(fresh, ev.ID) // the same event twice in one group counts once
 			for _, d := range ev.Deltas {
 				if d.Key != "" {
-					if dup, err := seen("k:" + d.Key); err != nil {
-						return err
-					} else if dup {
+					if !freshKeys["k:"+d.Key] {
 						continue
 					}
+					delete(freshKeys, "k:"+d.Key)
 				}
 				hour := d.Hour.UTC().Truncate(time.Hour)
-				args := countArgs(d.StatsCounts)
 				if d.ClaimID != "" {
-					var batch string
-					err := tx.QueryRow(ctx, `INSERT INTO batch_stats (batch_id, hour, platform, channel, `+statsColumns+`)
-						SELECT batch_id, $1, platform, channel, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM claims WHERE id = $13`+
-						statsUpsert+` RETURNING batch_id`, append(append([]any{hour}, args...), d.ClaimID)...).Scan(&batch)
-					if errors.Is(err, pgx.ErrNoRows) {
-						continue
-					}
-					if err != nil {
-						return wrap("apply stats", err)
-					}
-					if d.Claimed != 0 {
-						touched[batch] = true
-					}
+					addCounts(byClaim, statsKey[claimKey]{claimKey{d.ClaimID}, hour}, d.StatsCounts)
+					claimedByClaim = claimedByClaim || d.Claimed != 0
 					continue
 				}
-				_, err := tx.Exec(ctx, `INSERT INTO batch_stats (batch_id, hour, platform, channel, `+statsColumns+`)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`+statsUpsert,
-					append([]any{d.BatchID, hour, d.Platform, d.Channel}, args...)...)
-				if err != nil {
-					return wrap("apply stats", err)
-				}
+				addCounts(byBatch, statsKey[rowKey]{rowKey{d.BatchID, d.Platform, d.Channel}, hour}, d.StatsCounts)
 				if d.Claimed != 0 {
 					touched[d.BatchID] = true
+				}
+			}
+		}
+
+		if len(byBatch) > 0 {
+			rows := sortedStats(byBatch, func(a, b rowKey) int {
+				return cmp.Or(strings.Compare(a.batch, b.batch), strings.Compare(a.platform, b.platform), strings.Compare(a.channel, b.channel))
+			})
+			batches, platforms, channels := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
+			hours := make([]time.Time, len(rows))
+			counts := statsArrays(len(rows))
+			for i, r := range rows {
+				batches[i], platforms[i], channels[i], hours[i] = r.key.row.batch, r.key.row.platform, r.key.row.channel, r.key.hour
+				counts.set(i, r.counts)
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO batch_stats (batch_id, hour, platform, channel, `+statsColumns+`)
+				SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], `+statsArrayParams(5)+`)`+statsUpsert,
+				append([]any{batches, hours, platforms, channels}, counts.args()...)...)
+			if err != nil {
+				return wrap("apply stats", err)
+			}
+		}
+		if len(byClaim) > 0 {
+			rows := sortedStats(byClaim, func(a, b claimKey) int { return strings.Compare(a.claim, b.claim) })
+			claims, hours := make([]string, len(rows)), make([]time.Time, len(rows))
+			counts := statsArrays(len(rows))
+			for i, r := range rows {
+				claims[i], hours[i] = r.key.row.claim, r.key.hour
+				counts.set(i, r.counts)
+			}
+			// Summed per row of the statistics, in the order of its key: two
+			// claims of one batch, hour, platform and channel are one row.
+			res, err := tx.Query(ctx, `INSERT INTO batch_stats (batch_id, hour, platform, channel, `+statsColumns+`)
+				SELECT c.batch_id, d.hour, c.platform, c.channel, `+statsSums+`
+				FROM unnest($1::text[], $2::timestamptz[], `+statsArrayParams(3)+`) AS d(claim_id, hour, `+statsColumns+`)
+				JOIN claims c ON c.id = d.claim_id
+				GROUP BY c.batch_id, d.hour, c.platform, c.channel
+				ORDER BY c.batch_id, d.hour, c.platform, c.channel`+statsUpsert+` RETURNING batch_id`,
+				append([]any{claims, hours}, counts.args()...)...)
+			if err != nil {
+				return wrap("apply stats", err)
+			}
+			batchIDs, err := pgx.CollectRows(res, pgx.RowTo[string])
+			if err != nil {
+				return wrap("apply stats", err)
+			}
+			if claimedByClaim {
+				for _, b := range batchIDs {
+					touched[b] = true
 				}
 			}
 		}

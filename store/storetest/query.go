@@ -270,6 +270,24 @@ func testStatsCountOnce(t *testing.T, f *fixture) {
 		total.Add(r.StatsCounts)
 	}
 	require.Equal(t, int64(1), total.Refunded)
+
+	// Deltas of two claims of one row, in one event and in two, add up.
+	expired := func(id int64, claims ...*coupon.Claim) store.StatsEvent {
+		ev := store.StatsEvent{ID: id}
+		for _, c := range claims {
+			ev.Deltas = append(ev.Deltas, store.StatsDelta{ClaimID: c.ID, Hour: hour, StatsCounts: store.StatsCounts{Expired: 1}})
+		}
+		return ev
+	}
+	_, err = f.s.ApplyStats(f.ctx, []store.StatsEvent{expired(8, cs[0], cs[1]), expired(9, cs[1]), expired(8, cs[0], cs[1])})
+	require.NoError(t, err)
+	rows, err = f.s.BatchStats(f.ctx, b.ID)
+	require.NoError(t, err)
+	total = store.StatsCounts{}
+	for _, r := range rows {
+		total.Add(r.StatsCounts)
+	}
+	require.Equal(t, int64(3), total.Expired)
 }
 
 func testStatsMerchant(t *testing.T, f *fixture) {
