@@ -7,3 +7,6 @@ func BatchKeys(e *Engine, batchID string) []string {
 	k := e.batchKeys(batchID)
 	return k[:]
 }
+
+// KeyPrefix is the engine's key prefix.
+func KeyPrefix(e *Engine) string { return e.prefix }

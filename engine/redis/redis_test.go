@@ -438,3 +438,47 @@ func refill(ctx context.Context, e engine.Engine, batchID string, codes []engine
 	}
 	return err
 }
+
+// TestRiskSetsStayNearTheCap: the risk windows' sorted sets are trimmed to
+// the cap (lua/protect_claim.lua, lua/protect_risk.lua): after three times
+// the cap of attempts from one device, through both scripts, each set holds
+// the cap, and the counts stop at it.
+func TestRiskSetsStayNearTheCap(t *testing.T) {
+	ctx := t.Context()
+	cfg := redis.Config{URL: redistest.URL(t)}
+	e := open(t, cfg)
+	prefix := strings.TrimSuffix(redis.KeyPrefix(e), ":")
+	id := "b-" + coupon.NewID(time.Now())
+	pool := make([]engine.PoolCode, 3*engine.MaxRiskEvents)
+	for i := range pool {
+		pool[i] = engine.PoolCode{Code: "RISKCAP" + strconv.Itoa(i), Amount: 1}
+	}
+	require.NoError(t, e.Rebuild(ctx, engine.Snapshot{Batch: engine.BatchState{BatchID: id, Active: true, PerUserLimit: 1}, Pool: pool}))
+	at := time.Now().Add(time.Hour)
+	windows := []engine.RiskWindow{{Counter: engine.DeviceUsers, Window: time.Hour}, {Counter: engine.DeviceClaims, Window: time.Hour}}
+	var last []int64
+	for i := range 3 * engine.MaxRiskEvents {
+		at = at.Add(time.Millisecond)
+		user := "u" + strconv.Itoa(i)
+		o := engine.RiskObservation{At: at, EventID: coupon.NewID(at), UserID: user, DeviceID: "dev-cap", Horizon: time.Hour, Windows: windows}
+		if i%2 == 0 {
+			var err error
+			last, err = e.ObserveRisk(ctx, o)
+			require.NoError(t, err)
+			continue
+		}
+		_, err := e.Claim(ctx, engine.ClaimParams{BatchID: id, UserID: user, ClaimID: o.EventID, At: at,
+			Protect: &engine.ClaimProtection{Risk: &engine.RiskGate{Observation: o}}})
+		require.NoError(t, err)
+	}
+	require.Equal(t, []int64{engine.MaxRiskEvents, engine.MaxRiskEvents}, last, "counts stop at the cap")
+	opts, err := goredis.ParseURL(cfg.URL)
+	require.NoError(t, err)
+	client := goredis.NewClient(opts)
+	defer client.Close()
+	for _, set := range []string{"users", "claims"} {
+		n, err := client.ZCard(ctx, prefix+":risk:{d:dev-cap}:"+set).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(engine.MaxRiskEvents), n, "the %s set is trimmed", set)
+	}
+}
