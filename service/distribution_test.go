@@ -437,7 +437,7 @@ func TestStrandedImportIsLoadedByTheReplenisher(t *testing.T) {
 	_, err = svc.Transition(ctx, v.ID, coupon.Publish)
 	require.NoError(t, err)
 	// The store write of an import, without its load.
-	_, err = st.ImportCodes(ctx, v.ID, []store.ImportCode{{Code: "S-1", Amount: 500, Line: 1}, {Code: "S-2", Amount: 500, Line: 2}})
+	_, err = st.ImportCodes(ctx, v.ID, 0, []store.ImportCode{{Code: "S-1", Amount: 500, Line: 1}, {Code: "S-2", Amount: 500, Line: 2}})
 	require.NoError(t, err)
 	ids, err := svc.BatchesToReplenish(ctx)
 	require.NoError(t, err)

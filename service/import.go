@@ -300,7 +300,14 @@ func (im *importer) flush(ctx context.Context, chunk []store.ImportCode) error {
 	if len(chunk) == 0 {
 		return nil
 	}
-	out, err := im.s.store.ImportCodes(ctx, im.b.ID, chunk)
+	// Conditioned on the version read: the amounts drawn for lines without
+	// one are the batch's as it was read, and a draft edited since is
+	// refused (it holds no codes yet, or the edit would have been).
+	out, err := im.s.store.ImportCodes(ctx, im.b.ID, im.b.Version, chunk)
+	if errors.Is(err, store.ErrVersion) {
+		return fmt.Errorf("batch %s was edited while its file was being imported; import the file again "+
+			"(lines imported already are reported as existing): %w", im.b.ID, coupon.ErrConflict)
+	}
 	if err != nil {
 		return unavailable("import codes", notFound("batch", im.b.ID, err))
 	}

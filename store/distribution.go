@@ -17,9 +17,11 @@ type DistributionStore interface {
 	// held (by this batch or another, with the line it was imported from,
 	// 0 for a generated code); a repeat of an earlier code of the same
 	// call; or refused because the batch is full, once the codes inserted
-	// reach its total. ErrNotFound if there is no such batch. It is
+	// reach its total. ErrNotFound if there is no such batch; ErrVersion,
+	// changing nothing, if version is set and the batch is at another (an
+	// edit of a draft made since the codes' amounts were drawn). It is
 	// idempotent: a second call with the same codes inserts none.
-	ImportCodes(ctx context.Context, batchID string, codes []ImportCode) ([]ImportOutcome, error)
+	ImportCodes(ctx context.Context, batchID string, version int64, codes []ImportCode) ([]ImportOutcome, error)
 
 	// CreateGrantJob inserts a grant job in status uploading. j.ID is set by
 	// the caller; an ID that exists already is coupon.ErrConflict, an

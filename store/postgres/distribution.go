@@ -25,7 +25,7 @@ var _ store.DistributionStore = (*Store)(nil)
 // inserts them with one statement over arrays. A code of another batch
 // committed in between is skipped by ON CONFLICT and leaves a hole in the
 // numbering: the attempt is rolled back and run again, seeing that code.
-func (s *Store) ImportCodes(ctx context.Context, batchID string, codes []store.ImportCode) ([]store.ImportOutcome, error) {
+func (s *Store) ImportCodes(ctx context.Context, batchID string, version int64, codes []store.ImportCode) ([]store.ImportOutcome, error) {
 	op := "import codes into batch " + batchID
 	for _, c := range codes {
 		if c.Amount < 1 {
@@ -33,25 +33,28 @@ func (s *Store) ImportCodes(ctx context.Context, batchID string, codes []store.I
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		out, err := s.importCodes(ctx, op, batchID, codes)
+		out, err := s.importCodes(ctx, op, batchID, version, codes)
 		if !errors.Is(err, errSeqGap) || attempt == 4 {
 			return out, err
 		}
 	}
 }
 
-func (s *Store) importCodes(ctx context.Context, op, batchID string, codes []store.ImportCode) ([]store.ImportOutcome, error) {
+func (s *Store) importCodes(ctx context.Context, op, batchID string, version int64, codes []store.ImportCode) ([]store.ImportOutcome, error) {
 	now := coupon.UTC(s.now())
 	out := make([]store.ImportOutcome, len(codes))
 	err := inTx(ctx, s.primary, pgx.TxOptions{}, op, func(tx pgx.Tx) error {
-		var generated, total int64
-		err := tx.QueryRow(ctx, `SELECT generated_count, total_quantity FROM batches WHERE id = $1 FOR UPDATE`, batchID).
-			Scan(&generated, &total)
+		var generated, total, current int64
+		err := tx.QueryRow(ctx, `SELECT generated_count, total_quantity, version FROM batches WHERE id = $1 FOR UPDATE`, batchID).
+			Scan(&generated, &total, &current)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("postgres: batch %s: %w", batchID, store.ErrNotFound)
 		}
 		if err != nil {
 			return wrap(op, err)
+		}
+		if version != 0 && current != version {
+			return fmt.Errorf("postgres: batch %s is at version %d, not %d: %w", batchID, current, version, store.ErrVersion)
 		}
 		strs := make([]string, len(codes))
 		for i, c := range codes {

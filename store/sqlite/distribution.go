@@ -20,7 +20,7 @@ var _ store.DistributionStore = (*Store)(nil)
 // writer connection makes the transaction the only writer, so the codes that
 // exist are read first (one json_each lookup for the whole chunk) and the
 // others inserted in order until the batch is full.
-func (s *Store) ImportCodes(ctx context.Context, batchID string, codes []store.ImportCode) ([]store.ImportOutcome, error) {
+func (s *Store) ImportCodes(ctx context.Context, batchID string, version int64, codes []store.ImportCode) ([]store.ImportOutcome, error) {
 	op := "import codes into batch " + batchID
 	for _, c := range codes {
 		if c.Amount < 1 {
@@ -30,14 +30,17 @@ func (s *Store) ImportCodes(ctx context.Context, batchID string, codes []store.I
 	now := coupon.UTC(s.now())
 	out := make([]store.ImportOutcome, len(codes))
 	err := s.writeTx(ctx, op, func(tx *sql.Tx) error {
-		var generated, total int64
-		err := tx.QueryRowContext(ctx, `SELECT generated_count, total_quantity FROM batches WHERE id = ?`, batchID).
-			Scan(&generated, &total)
+		var generated, total, current int64
+		err := tx.QueryRowContext(ctx, `SELECT generated_count, total_quantity, version FROM batches WHERE id = ?`, batchID).
+			Scan(&generated, &total, &current)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite: batch %s: %w", batchID, store.ErrNotFound)
 		}
 		if err != nil {
 			return wrap(op, err)
+		}
+		if version != 0 && current != version {
+			return fmt.Errorf("sqlite: batch %s is at version %d, not %d: %w", batchID, current, version, store.ErrVersion)
 		}
 		existing, err := existingCodes(ctx, tx, codes)
 		if err != nil {

@@ -20,6 +20,7 @@ var distributionTests = []struct {
 	{"Distribution/ImportFull", testImportCodesFull},
 	{"Distribution/ImportConcurrent", testImportCodesConcurrent},
 	{"Distribution/ImportUnknownBatch", testImportCodesUnknownBatch},
+	{"Distribution/ImportVersion", testImportCodesVersion},
 	{"Distribution/GrantJob", testGrantJob},
 	{"Distribution/GrantJobMoved", testGrantJobMoved},
 	{"Distribution/GrantJobStatus", testGrantJobStatus},
@@ -40,7 +41,7 @@ func testImportCodes(t *testing.T, f *fixture) {
 
 	in := importCodes("P-1", "P-2", "P-1", generated.Code, "P-3")
 	in[1].Tags = map[string]string{"partner": "acme", "tier": "gold"}
-	out, err := f.s.ImportCodes(f.ctx, b.ID, in)
+	out, err := f.s.ImportCodes(f.ctx, b.ID, 0, in)
 	require.NoError(t, err)
 	require.Equal(t, []store.ImportOutcome{
 		{Status: store.ImportInserted, Seq: 1},
@@ -61,7 +62,7 @@ func testImportCodes(t *testing.T, f *fixture) {
 	require.Equal(t, b.ID, c.BatchID)
 
 	// The same file again adds nothing, and says where each code came from.
-	out, err = f.s.ImportCodes(f.ctx, b.ID, in)
+	out, err = f.s.ImportCodes(f.ctx, b.ID, 0, in)
 	require.NoError(t, err)
 	require.Equal(t, []store.ImportOutcome{
 		{Status: store.ImportExists, BatchID: b.ID, Line: 1},
@@ -78,15 +79,15 @@ func testImportCodes(t *testing.T, f *fixture) {
 	require.NoError(t, err)
 	require.Equal(t, []store.PoolCode{{Code: "P-1", Amount: 100}, {Code: "P-2", Amount: 101}, {Code: "P-3", Amount: 104}}, pool)
 
-	_, err = f.s.ImportCodes(f.ctx, b.ID, []store.ImportCode{{Code: "P-9", Amount: 0, Line: 1}})
+	_, err = f.s.ImportCodes(f.ctx, b.ID, 0, []store.ImportCode{{Code: "P-9", Amount: 0, Line: 1}})
 	require.Error(t, err, "an amount below 1")
 }
 
 func testImportCodesFull(t *testing.T, f *fixture) {
 	b := f.createBatch(func(b *coupon.Batch) { b.Source = coupon.SourceExternal; b.TotalQuantity = 3 })
-	_, err := f.s.ImportCodes(f.ctx, b.ID, importCodes("A1", "A2"))
+	_, err := f.s.ImportCodes(f.ctx, b.ID, 0, importCodes("A1", "A2"))
 	require.NoError(t, err)
-	out, err := f.s.ImportCodes(f.ctx, b.ID, importCodes("A1", "B2", "B3", "B2"))
+	out, err := f.s.ImportCodes(f.ctx, b.ID, 0, importCodes("A1", "B2", "B3", "B2"))
 	require.NoError(t, err)
 	require.Equal(t, []store.ImportOutcome{
 		{Status: store.ImportExists, BatchID: b.ID, Line: 1},
@@ -116,7 +117,7 @@ func testImportCodesConcurrent(t *testing.T, f *fixture) {
 				for i := range lines {
 					lines[i] = fmt.Sprintf("C%04d", (chunk+i+w*37)%n)
 				}
-				out, err := f.s.ImportCodes(f.ctx, batch, importCodes(lines...))
+				out, err := f.s.ImportCodes(f.ctx, batch, 0, importCodes(lines...))
 				if !assertNoError(t, err) {
 					return
 				}
@@ -152,8 +153,30 @@ func assertNoError(t *testing.T, err error) bool {
 	return true
 }
 
+// testImportCodesVersion: an import made for a version of a draft that an
+// edit has moved on is refused and adds nothing; for the version the batch
+// is at, or for any (0), it goes in.
+func testImportCodesVersion(t *testing.T, f *fixture) {
+	b := f.createBatch(func(b *coupon.Batch) { b.Source, b.Status = coupon.SourceExternal, coupon.StatusDraft })
+	_, err := f.s.UpdateBatch(f.ctx, store.UpdateBatch{ID: b.ID, Spec: b.BatchSpec, Version: 1, At: base.Add(time.Minute)})
+	require.NoError(t, err)
+	_, err = f.s.ImportCodes(f.ctx, b.ID, 1, importCodes("V-1", "V-2"))
+	require.ErrorIs(t, err, store.ErrVersion)
+	got, err := f.s.GetBatch(f.ctx, b.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 0, got.GeneratedCount, "a refused import adds nothing")
+	require.EqualValues(t, 2, got.Version)
+
+	out, err := f.s.ImportCodes(f.ctx, b.ID, 2, importCodes("V-1"))
+	require.NoError(t, err)
+	require.Equal(t, store.ImportInserted, out[0].Status)
+	out, err = f.s.ImportCodes(f.ctx, b.ID, 0, importCodes("V-2"))
+	require.NoError(t, err)
+	require.Equal(t, store.ImportInserted, out[0].Status)
+}
+
 func testImportCodesUnknownBatch(t *testing.T, f *fixture) {
-	_, err := f.s.ImportCodes(f.ctx, f.id(), importCodes("X1"))
+	_, err := f.s.ImportCodes(f.ctx, f.id(), 0, importCodes("X1"))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
