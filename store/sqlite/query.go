@@ -225,6 +225,14 @@ func countArgs(c store.StatsCounts) []any {
 		c.Expired, c.Refunded, c.RefundedDiscount, c.Reserved, c.ReleasedByCancels}
 }
 
+// statsRow names a row of batch_stats.
+type statsRow struct {
+	batch    string
+	hour     int64
+	platform string
+	channel  string
+}
+
 // ApplyStats counts the events not counted yet, in one transaction.
 func (s *Store) ApplyStats(ctx context.Context, events []store.StatsEvent) ([]string, error) {
 	if len(events) == 0 {
@@ -260,6 +268,8 @@ func (s *Store) ApplyStats(ctx context.Context, events []store.StatsEvent) ([]st
 			n, err := res.RowsAffected()
 			return n == 0, err
 		}
+		rows := map[statsRow]*store.StatsCounts{}
+		var order []statsRow
 		for _, ev := range events {
 			dup, err := seen(fmt.Sprintf("e:%d", ev.ID))
 			if err != nil {
@@ -292,13 +302,25 @@ func (s *Store) ApplyStats(ctx context.Context, events []store.StatsEvent) ([]st
 					}
 					continue
 				}
-				_, err := byBatch.ExecContext(ctx, append([]any{d.BatchID, hour, d.Platform, d.Channel}, args...)...)
-				if err != nil {
-					return wrap("apply stats", err)
+				// Summed per row and written once for the group: a flash
+				// sale's claims are mostly one row's.
+				k := statsRow{d.BatchID, hour, d.Platform, d.Channel}
+				if sum := rows[k]; sum != nil {
+					sum.Add(d.StatsCounts)
+				} else {
+					c := d.StatsCounts
+					rows[k] = &c
+					order = append(order, k)
 				}
 				if d.Claimed != 0 {
 					touched[d.BatchID] = true
 				}
+			}
+		}
+		for _, k := range order {
+			_, err := byBatch.ExecContext(ctx, append([]any{k.batch, k.hour, k.platform, k.channel}, countArgs(*rows[k])...)...)
+			if err != nil {
+				return wrap("apply stats", err)
 			}
 		}
 		return nil
