@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,35 +131,14 @@ func loadLists(b *testing.B, a *app.App, n int) {
 }
 
 // claimLoad sends b.N claims from 32 concurrent clients, each one user's,
-// and reports claims per second and the process's CPU time per claim.
+// signed by sign, and reports claims per second and the process's CPU time
+// per claim.
 func claimLoad(b *testing.B, a *app.App, batchID string, sign func(*http.Request, int64), body func(n int64) string) {
 	url := a.URL() + "/v1/batches/" + batchID + "/claims"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
-	var n atomic.Int64
-	b.SetParallelism(32)
-	cpu := processCPU()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := n.Add(1)
-			req, _ := http.NewRequest("POST", url, bytes.NewReader([]byte(body(i))))
-			req.Header.Set("Content-Type", "application/json")
-			sign(req, i)
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			raw, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				b.Fatalf("status %d: %s", resp.StatusCode, raw)
-			}
-		}
+	httpLoad(b, http.StatusCreated, "claims", func(n int64) *http.Request {
+		req, _ := http.NewRequest("POST", url, bytes.NewReader([]byte(body(n))))
+		req.Header.Set("Content-Type", "application/json")
+		sign(req, n)
+		return req
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "claims/s")
-	// CPU per claim (server and load generator, both in this process)
-	// depends less than throughput on what else the machine runs.
-	if cpu >= 0 {
-		b.ReportMetric(float64(processCPU()-cpu)/1e3/float64(b.N), "cpu-µs/claim")
-	}
 }

@@ -1,14 +1,12 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,29 +38,7 @@ func BenchmarkHTTPClaimRedis(b *testing.B) {
 	defer a.Close()
 	c := newClient(&testing.T{}, a)
 	id := c.publishedBatch(b.N+1000, 1)
-	url := a.URL() + "/v1/batches/" + id + "/claims"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
-	var n atomic.Int64
-	b.SetParallelism(32)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			body := []byte(`{"user_id":"bench-` + strconv.FormatInt(n.Add(1), 10) + `","platform":"ios"}`)
-			req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+a.AdminToken())
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				b.Fatalf("status %d", resp.StatusCode)
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "claims/s")
+	httpLoad(b, http.StatusCreated, "claims", claimRequest(a, id))
 }
 
 // BenchmarkHTTPUserClaims reads "my coupons" of 1,000 users holding three
@@ -78,26 +54,11 @@ func BenchmarkHTTPUserClaims(b *testing.B) {
 			c.must(201, "POST", "/v1/batches/"+id+"/claims", map[string]any{"user_id": fmt.Sprint("q", u)})
 		}
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
-	var n atomic.Int64
-	b.SetParallelism(32)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			req, _ := http.NewRequest("GET", a.URL()+"/v1/users/q"+strconv.FormatInt(n.Add(1)%users, 10)+"/claims?status=available", nil)
-			req.Header.Set("Authorization", "Bearer "+a.AdminToken())
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Fatalf("status %d", resp.StatusCode)
-			}
-		}
+	httpLoad(b, http.StatusOK, "reads", func(n int64) *http.Request {
+		req, _ := http.NewRequest("GET", a.URL()+"/v1/users/q"+strconv.FormatInt(n%users, 10)+"/claims?status=available", nil)
+		req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+		return req
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
 }
 
 // BenchmarkHTTPProductTags reads the badges of 20 products a request, over
@@ -139,40 +100,19 @@ func productTagsLoad(b *testing.B, a *app.App) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
-	var n atomic.Int64
-	b.SetParallelism(32)
-	cpu := processCPU()
-	b.ResetTimer()
-	defer func() {
-		if cpu >= 0 {
-			b.ReportMetric(float64(processCPU()-cpu)/1e3/float64(b.N), "cpu-µs/read")
+	httpLoad(b, http.StatusOK, "reads", func(n int64) *http.Request {
+		first := int(n) * 20
+		url := make([]byte, 0, 256)
+		url = append(url, a.URL()+"/v1/products/tags?ids="...)
+		for i := range 20 {
+			if i > 0 {
+				url = append(url, ',')
+			}
+			url = append(url, 'p')
+			url = strconv.AppendInt(url, int64((first+i)%products), 10)
 		}
-	}()
-	b.RunParallel(func(pb *testing.PB) {
-		var url []byte
-		for pb.Next() {
-			first := int(n.Add(1)) * 20
-			url = append(url[:0], a.URL()+"/v1/products/tags?ids="...)
-			for i := range 20 {
-				if i > 0 {
-					url = append(url, ',')
-				}
-				url = append(url, 'p')
-				url = strconv.AppendInt(url, int64((first+i)%products), 10)
-			}
-			req, _ := http.NewRequest("GET", string(url), nil)
-			req.Header.Set("Authorization", "Bearer "+a.AdminToken())
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Fatalf("status %d", resp.StatusCode)
-			}
-		}
+		req, _ := http.NewRequest("GET", string(url), nil)
+		req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+		return req
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
 }
