@@ -41,8 +41,7 @@ func BenchmarkHTTPClaimProtection(b *testing.B) {
 	for _, eng := range engines {
 		b.Run("engine="+eng, func(b *testing.B) {
 			t := &testing.T{}
-			a := bootAccess(t, eng, nil, nil)
-			defer a.Close()
+			a := bootAccess(b, eng, nil, nil) // closed, and its Redis keys deleted, by b's cleanups
 			c := newClient(t, a)
 			keyID, secret := c.newKey("app", "")
 			c.must(200, "PUT", "/v1/risk/rule-sets/bench", map[string]any{"rules": []any{

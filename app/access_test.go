@@ -21,7 +21,6 @@ import (
 	coupondclient "github.com/coupond/coupond/client"
 	"github.com/coupond/coupond/config"
 	"github.com/coupond/coupond/engine/redis/redistest"
-	"github.com/coupond/coupond/internal/backendtest"
 	"github.com/coupond/coupond/sms"
 )
 
@@ -52,13 +51,14 @@ var engines = []string{"memory", "redis"}
 
 // bootAccess starts a coupond on the named engine (SQLite store) with SMS
 // codes going to box; tune adjusts the configuration.
-func bootAccess(t *testing.T, engine string, box *smsBox, tune func(*config.Config)) *app.App {
+func bootAccess(t testing.TB, engine string, box *smsBox, tune func(*config.Config)) *app.App {
 	t.Helper()
 	cfg := config.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), AdminToken: "test-token", ShutdownTimeout: 10 * time.Second}
 	cfg.SQLite.Synchronous = "normal"
 	cfg.GroupCommit.MaxBatch = 256
 	if engine == "redis" {
-		cfg.Redis.URL, cfg.Redis.Prefix = redistest.URL(t), backendtest.Name("acc")
+		cfg.Redis.URL = redistest.URL(t)
+		cfg.Redis.Prefix = redistest.Prefix(t, cfg.Redis.URL, "acc")
 	}
 	if tune != nil {
 		tune(&cfg)

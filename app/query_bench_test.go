@@ -13,7 +13,6 @@ import (
 	"github.com/coupond/coupond/app"
 	"github.com/coupond/coupond/config"
 	"github.com/coupond/coupond/engine/redis/redistest"
-	"github.com/coupond/coupond/internal/backendtest"
 )
 
 // bootRedis boots coupond on SQLite with the Redis engine of the shared test
@@ -22,7 +21,8 @@ func bootRedis(b *testing.B) *app.App {
 	cfg := config.Config{Addr: "127.0.0.1:0", DataDir: b.TempDir(), AdminToken: "test-token", ShutdownTimeout: 10 * time.Second}
 	cfg.SQLite.Synchronous = "normal"
 	cfg.GroupCommit.MaxBatch = 256
-	cfg.Redis.URL, cfg.Redis.Prefix = redistest.URL(b), backendtest.Name("bench")
+	cfg.Redis.URL = redistest.URL(b)
+	cfg.Redis.Prefix = redistest.Prefix(b, cfg.Redis.URL, "bench")
 	a := app.New(cfg, slog.New(slog.DiscardHandler), io.Discard)
 	if err := a.Run(context.Background()); err != nil {
 		b.Fatal(err)

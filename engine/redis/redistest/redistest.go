@@ -42,6 +42,45 @@ func URL(tb testing.TB) string {
 	return url
 }
 
+// Prefix returns a key prefix of the test's own on the shared test Redis at
+// url ("<name><random>"), and deletes every key under it ("<prefix>:…") when
+// the test ends, so that the shared Redis does not fill up with the keys of
+// finished tests (risk windows, for one, live for days).
+func Prefix(tb testing.TB, url, name string) string {
+	tb.Helper()
+	prefix := name + strconv.FormatUint(rand.Uint64(), 36)
+	tb.Cleanup(func() {
+		opts, err := goredis.ParseURL(url)
+		if err != nil {
+			tb.Errorf("redistest: %v", err)
+			return
+		}
+		c := goredis.NewClient(opts)
+		defer c.Close()
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		var keys []string
+		flush := func() {
+			if len(keys) > 0 {
+				if err := c.Unlink(ctx, keys...).Err(); err != nil {
+					tb.Errorf("redistest: delete the keys of %s: %v", prefix, err)
+				}
+				keys = keys[:0]
+			}
+		}
+		for iter.Next(ctx) {
+			if keys = append(keys, iter.Val()); len(keys) == 1000 {
+				flush()
+			}
+		}
+		flush()
+		if err := iter.Err(); err != nil {
+			tb.Errorf("redistest: scan the keys of %s: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
 // Server is a redis-server of a test's own, with nothing on disk.
 type Server struct {
 	Port int
