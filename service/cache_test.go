@@ -17,7 +17,6 @@ import (
 	"github.com/coupond/coupond/engine/memory"
 	"github.com/coupond/coupond/engine/redis"
 	"github.com/coupond/coupond/engine/redis/redistest"
-	"github.com/coupond/coupond/internal/backendtest"
 	"github.com/coupond/coupond/ordersys"
 	"github.com/coupond/coupond/ordersys/ordersystest"
 	"github.com/coupond/coupond/service"
@@ -29,11 +28,12 @@ import (
 var engines = map[string]func(t *testing.T) engine.Engine{
 	"memory": func(*testing.T) engine.Engine { return memory.New() },
 	"redis": func(t *testing.T) engine.Engine {
-		opts, err := goredis.ParseURL(redistest.URL(t))
+		url := redistest.URL(t)
+		opts, err := goredis.ParseURL(url)
 		require.NoError(t, err)
 		client := goredis.NewClient(opts)
 		t.Cleanup(func() { _ = client.Close() })
-		return redis.New(client, redis.Options{Prefix: backendtest.Name("cq")})
+		return redis.New(client, redis.Options{Prefix: redistest.Prefix(t, url, "cq")})
 	},
 }
 

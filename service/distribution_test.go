@@ -41,9 +41,10 @@ var backends = map[string]func(t *testing.T) func() (store.Store, engine.Engine)
 	},
 	"postgres+redis": func(t *testing.T) func() (store.Store, engine.Engine) {
 		url := backendtest.PostgresSchema(t)
-		opts, err := goredis.ParseURL(redistest.URL(t))
+		redisURL := redistest.URL(t)
+		opts, err := goredis.ParseURL(redisURL)
 		require.NoError(t, err)
-		prefix := backendtest.Name("dist")
+		prefix := redistest.Prefix(t, redisURL, "dist")
 		return func() (store.Store, engine.Engine) {
 			st, err := postgres.Open(context.Background(), postgres.Config{URL: url})
 			require.NoError(t, err)
