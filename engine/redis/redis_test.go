@@ -215,7 +215,9 @@ func TestConnectionErrors(t *testing.T) {
 // deletes them when the test ends.
 func open(tb testing.TB, cfg redis.Config) *redis.Engine {
 	tb.Helper()
-	cfg.Prefix = "cptest-" + coupon.NewID(time.Now())
+	if cfg.Prefix == "" {
+		cfg.Prefix = "cptest-" + coupon.NewID(time.Now())
+	}
 	e, err := redis.Open(context.Background(), cfg)
 	require.NoError(tb, err)
 	tb.Cleanup(func() {
