@@ -263,13 +263,7 @@ func testStatsCountOnce(t *testing.T, f *fixture) {
 	require.Equal(t, 6, n, "the events' records; the once-only keys stay")
 	_, err = f.s.ApplyStats(f.ctx, []store.StatsEvent{refund(7)})
 	require.NoError(t, err)
-	rows, err = f.s.BatchStats(f.ctx, b.ID)
-	require.NoError(t, err)
-	total = store.StatsCounts{}
-	for _, r := range rows {
-		total.Add(r.StatsCounts)
-	}
-	require.Equal(t, int64(1), total.Refunded)
+	require.Equal(t, int64(1), statsTotal(t, f, b.ID).Refunded)
 
 	// Deltas of two claims of one row, in one event and in two, add up.
 	expired := func(id int64, claims ...*coupon.Claim) store.StatsEvent {
@@ -281,13 +275,19 @@ func testStatsCountOnce(t *testing.T, f *fixture) {
 	}
 	_, err = f.s.ApplyStats(f.ctx, []store.StatsEvent{expired(8, cs[0], cs[1]), expired(9, cs[1]), expired(8, cs[0], cs[1])})
 	require.NoError(t, err)
-	rows, err = f.s.BatchStats(f.ctx, b.ID)
+	require.Equal(t, int64(3), statsTotal(t, f, b.ID).Expired)
+}
+
+// statsTotal sums the batch's statistics rows.
+func statsTotal(t *testing.T, f *fixture, batchID string) store.StatsCounts {
+	t.Helper()
+	rows, err := f.s.BatchStats(f.ctx, batchID)
 	require.NoError(t, err)
-	total = store.StatsCounts{}
+	var total store.StatsCounts
 	for _, r := range rows {
 		total.Add(r.StatsCounts)
 	}
-	require.Equal(t, int64(3), total.Expired)
+	return total
 }
 
 func testStatsMerchant(t *testing.T, f *fixture) {
