@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -26,19 +27,20 @@ import (
 //	                           of a claim's is its batch id, so the key is in
 //	                           the batch's hash slot and its claim script sets it
 //	cp:rl:{<key>}              string, expiring: a global rate limit (SMS resends)
-//	cp:risk:{d:<device>}:users sorted set: user → last attempt (µs)
-//	cp:risk:{d:<device>}:claims sorted set: attempt → when (µs)
-//	cp:risk:{i:<ip>}:users, cp:risk:{i:<ip>}:claims  the same for an IP
+//	cp:risk:{d:<device>}       sorted set: the device's sliding windows,
+//	                           'u' user → last attempt (µs) and 'c' attempt →
+//	                           minus its time (µs); see lua/risk_set.lua
+//	cp:risk:{i:<ip>}           the same for an IP
 var (
 	protectAllowScript      = script("protect_allow.lua")
 	protectChallengeScript  = script("protect_challenge.lua")
 	protectIdentitiesScript = script("protect_identities.lua")
-	protectRiskScript       = script("protect_risk.lua")
+	protectRiskScript       = goredis.NewScript(source("risk_set.lua") + source("protect_risk.lua"))
 	// protectedClaimScript is claim.lua wrapped as a function, called by
 	// the checks of protect_claim.lua: the claim step stays the one of
 	// claim.lua, and the checks run in the same script.
-	protectedClaimScript = goredis.NewScript("local function claim_step(KEYS, ARGV)\n" + source("claim.lua") +
-		"\nend\n" + source("protect_claim.lua") + source("protect_claim_tail.lua"))
+	protectedClaimScript = goredis.NewScript(source("risk_set.lua") + "local function claim_step(KEYS, ARGV)\n" +
+		source("claim.lua") + "\nend\n" + source("protect_claim.lua") + source("protect_claim_tail.lua"))
 )
 
 // Statuses of the protection's refusals in a claim's reply.
@@ -96,16 +98,14 @@ func (e *Engine) protectedClaim(ctx context.Context, keys batchKeys, args []any,
 		return nil, errors.New("redis engine: claim: a risk gate needs one Redis server, not a cluster")
 	}
 	if g != nil && g.Observation.DeviceID != "" {
-		d := e.prefix + ":risk:{d:" + g.Observation.DeviceID + "}:"
-		ks = append(ks, d+"users", d+"claims")
+		ks = append(ks, e.riskKey("d:"+g.Observation.DeviceID))
 	} else {
-		ks = append(ks, idn, idn)
+		ks = append(ks, idn)
 	}
 	if g != nil && g.Observation.IP != "" {
-		d := e.prefix + ":risk:{i:" + g.Observation.IP + "}:"
-		ks = append(ks, d+"users", d+"claims")
+		ks = append(ks, e.riskKey("i:"+g.Observation.IP))
 	} else {
-		ks = append(ks, idn, idn)
+		ks = append(ks, idn)
 	}
 	a := make([]any, 0, 2+len(args)+16+len(pr.Identities)+2*len(pr.Limits))
 	a = append(a, len(keys), len(args))
@@ -123,7 +123,7 @@ func (e *Engine) protectedClaim(ctx context.Context, keys batchKeys, args []any,
 	if g != nil {
 		o := g.Observation
 		a = append(a, max(o.Horizon, time.Millisecond).Microseconds(), o.UserID, o.EventID, engine.MaxRiskEvents,
-			flag(o.DeviceID != ""), flag(o.IP != ""), len(o.Windows))
+			flag(o.DeviceID != ""), flag(o.IP != ""), flag(riskTrim()), len(o.Windows))
 		for _, w := range o.Windows {
 			a = append(a, riskCounterIndex[w.Counter], w.Window.Microseconds())
 		}
@@ -134,6 +134,22 @@ func (e *Engine) protectedClaim(ctx context.Context, keys batchKeys, args []any,
 	}
 	return protectedClaimScript.Run(ctx, e.client, ks, a...).Slice()
 }
+
+// riskKey is the sorted set of an identity's sliding windows (tag "d:"
+// and a device id, or "i:" and an IP).
+func (e *Engine) riskKey(tag string) string {
+	return e.prefix + ":risk:{" + tag + "}"
+}
+
+// riskTrim says whether an attempt trims the sets it is recorded in: one
+// in riskTrimEvery. Counts are by window and clamped to
+// engine.MaxRiskEvents, so trimming is for memory only, and a set holds a
+// few entries over the cap at most.
+func riskTrim() bool {
+	return rand.IntN(riskTrimEvery) == 0
+}
+
+const riskTrimEvery = 16
 
 // riskCounterIndex numbers the counters as protect_claim.lua does.
 var riskCounterIndex = map[engine.RiskCounter]int{
@@ -342,15 +358,15 @@ func (e *Engine) ObserveRisk(ctx context.Context, o engine.RiskObservation) ([]i
 			if (j == 0 && o.DeviceID == "") || (j == 1 && o.IP == "") {
 				continue
 			}
-			base := e.prefix + ":risk:{" + pt.tag + "}:"
-			args := []any{o.At.UnixMicro(), horizon.Microseconds(), o.UserID, o.EventID, engine.MaxRiskEvents, len(pt.userW)}
+			args := []any{o.At.UnixMicro(), horizon.Microseconds(), o.UserID, o.EventID, engine.MaxRiskEvents,
+				flag(riskTrim()), len(pt.userW)}
 			for _, i := range pt.userW {
 				args = append(args, o.Windows[i].Window.Microseconds())
 			}
 			for _, i := range pt.claimsW {
 				args = append(args, o.Windows[i].Window.Microseconds())
 			}
-			keys := []string{base + "users", base + "claims"}
+			keys := []string{e.riskKey(pt.tag)}
 			if sha {
 				pt.cmd = protectRiskScript.EvalSha(ctx, pipe, keys, args...)
 			} else {

@@ -1,15 +1,15 @@
 -- The checks of engine.ClaimProtection, then the claim step, atomic as one
--- script. This file is the head of the script; claim.lua follows it wrapped
--- as the function claim_step(KEYS, ARGV), then protect_claim_tail.lua (see
+-- script. Before this file come risk_set.lua and claim.lua wrapped as the
+-- function claim_step(KEYS, ARGV); after it, protect_claim_tail.lua (see
 -- protectedClaimScript in protection.go), so the claim step is the one of
 -- claim.lua, whatever it becomes.
 --
 -- KEYS: the n keys of claim.lua, then (all in the batch's hash tag)
 --       idn (identity counts), nonce, sms challenge, keys hash, and one key
 --       per rate limit; then, outside the tag (the engine folds risk only
---       on one server, not on a cluster), the risk counters: the device's
---       users and claims, the IP's users and claims (placeholders when the
---       claim has no device or IP, or no risk gate)
+--       on one server, not on a cluster), the risk sets (risk_set.lua) of
+--       the device and of the IP (placeholders when the claim has no device
+--       or IP, or no risk gate)
 -- ARGV: n, m, the m arguments of claim.lua, then
 --       nonce ('' none), nonce ttl ms, now µs,
 --       sms challenge id ('' none), code hash, user, phone ('' any),
@@ -18,7 +18,7 @@
 --       number of limits, then interval µs and burst of each,
 --       sms only if challenged (1/0), risk gate (1/0), and with a gate:
 --       horizon µs, user, attempt id, most events kept, device (1/0),
---       IP (1/0), number of windows, then counter (1 device users,
+--       IP (1/0), trim (1/0), number of windows, then counter (1 device users,
 --       2 device claims, 3 IP users, 4 IP claims) and window µs of each,
 --       number of thresholds, then window index, above and deny (1/0) of each
 --
@@ -27,10 +27,6 @@
 --        {-12, why, attempts left} sms invalid; -13 identities not loaded;
 --        -3 an identity holds the limit; {-14, 2 deny or 1 challenge,
 --        the counts of the windows} refused by the risk gate.
-
-local function num(x)
-  return string.format('%.0f', x)
-end
 
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ckeys, cargs = {}, {}
@@ -75,37 +71,29 @@ if nonce ~= '' then
 end
 
 -- The risk gate: the attempt goes into the sliding windows of its device
--- and its IP (as protect_risk.lua does), and the thresholds decide.
+-- and its IP (risk_set.lua, as protect_risk.lua does), and the thresholds
+-- decide.
 local challenged = false
 if riskGate then
   local horizon, user, event, cap = tonumber(ARGV[g + 2]), ARGV[g + 3], ARGV[g + 4], tonumber(ARGV[g + 5])
-  local has = {ARGV[g + 6] == '1', ARGV[g + 6] == '1', ARGV[g + 7] == '1', ARGV[g + 7] == '1'}
+  local has = {ARGV[g + 6] == '1', ARGV[g + 7] == '1'}
+  local trim = ARGV[g + 8] == '1'
   local rk = n + 4 + nl
-  local stamp = num(now)
-  for i = 1, 4 do
+  for i = 1, 2 do
     if has[i] then
-      local key = KEYS[rk + i]
-      if i % 2 == 1 then
-        redis.call('ZADD', key, stamp, user)
-      else
-        redis.call('ZADD', key, stamp, event)
-      end
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. num(now - horizon))
-      local size = redis.call('ZCARD', key)
-      if size > cap then
-        redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1)
-      end
-      redis.call('PEXPIRE', key, math.floor(horizon / 1000) + 1000)
+      risk_record(KEYS[rk + i], now, ARGV[a + 2], user, event, horizon, cap, trim)
     end
   end
-  local w = g + 8
+  local w = g + 9
   local nw = tonumber(ARGV[w])
   local counts = {}
   for i = 1, nw do
+    -- counters: 1 device users, 2 device claims, 3 IP users, 4 IP claims
     local c, win = tonumber(ARGV[w + 2 * i - 1]), tonumber(ARGV[w + 2 * i])
+    local id = math.floor((c + 1) / 2)
     counts[i] = 0
-    if has[c] then
-      counts[i] = redis.call('ZCOUNT', KEYS[rk + c], '(' .. num(now - win), '+inf')
+    if has[id] then
+      counts[i] = risk_count(KEYS[rk + id], now, win, c % 2 == 1, cap)
     end
   end
   local t = w + 2 * nw + 1
@@ -133,10 +121,13 @@ end
 -- 3. A replay of the idempotency key skips the checks: claim.lua answers it.
 if replayField == '' or redis.call('HEXISTS', kKeys, replayField) == 0 then
   -- 4. Rate limits (GCRA): all must admit; only then does each count.
-  local worst, wi, tats = 0, 0, {}
+  local worst, wi, tats, got = 0, 0, {}, {}
+  if nl > 0 then
+    got = redis.call('MGET', unpack(KEYS, n + 5, n + 4 + nl))
+  end
   for i = 1, nl do
     local interval, burst = tonumber(ARGV[b + 2 * i - 1]), tonumber(ARGV[b + 2 * i])
-    local tat = tonumber(redis.call('GET', KEYS[n + 4 + i]) or '0')
+    local tat = tonumber(got[i] or '0')
     if tat < now then
       tat = now
     end
@@ -151,7 +142,7 @@ if replayField == '' or redis.call('HEXISTS', kKeys, replayField) == 0 then
     return {-11, worst, wi}
   end
   for i = 1, nl do
-    redis.call('SET', KEYS[n + 4 + i], num(tats[i]), 'PX', math.floor((tats[i] - now) / 1000) + 1)
+    redis.call('SET', KEYS[n + 4 + i], risk_num(tats[i]), 'PX', math.floor((tats[i] - now) / 1000) + 1)
   end
 
   -- 5. The SMS challenge.
