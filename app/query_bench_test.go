@@ -42,10 +42,22 @@ func BenchmarkHTTPClaimRedis(b *testing.B) {
 }
 
 // BenchmarkHTTPUserClaims reads "my coupons" of 1,000 users holding three
-// coupons each, over HTTP, on the embedded default.
+// coupons each, over HTTP, on the embedded default and with the Redis
+// engine (whose cache then lives in Redis).
 func BenchmarkHTTPUserClaims(b *testing.B) {
-	a := boot(&testing.T{}, b.TempDir())
-	defer a.Close()
+	b.Run("engine=memory", func(b *testing.B) {
+		a := boot(&testing.T{}, b.TempDir())
+		defer a.Close()
+		userClaimsLoad(b, a)
+	})
+	b.Run("engine=redis", func(b *testing.B) {
+		a := bootRedis(b)
+		defer a.Close()
+		userClaimsLoad(b, a)
+	})
+}
+
+func userClaimsLoad(b *testing.B, a *app.App) {
 	c := newClient(&testing.T{}, a)
 	const users = 1000
 	id := c.publishedBatch(3*users, 3)
