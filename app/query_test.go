@@ -132,6 +132,13 @@ func TestQueriesOverHTTP(t *testing.T) {
 
 	many := strings.Repeat("x,", 100) + "x"
 	require.Equal(t, 422, c.do("GET", "/v1/products/tags?ids="+many, nil).status)
+	// A wrong id is named by its place.
+	r := c.do("GET", "/v1/products/tags?ids=ok-1,brand:x,ok-2,"+strings.Repeat("y", 200), nil)
+	require.Equal(t, 422, r.status, r.raw)
+	require.Contains(t, string(r.raw), `"query.ids[1]"`)
+	require.Contains(t, string(r.raw), `"query.ids[3]"`)
+	require.NotContains(t, string(r.raw), `ids[0]`)
+	require.NotContains(t, string(r.raw), `ids[2]`)
 }
 
 // TestQueriesAcrossInstances: two instances on PostgreSQL, Redis and NATS.

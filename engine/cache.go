@@ -49,7 +49,8 @@ type Cache interface {
 	// RemoveTags removes batchID's tag from each of refs; idempotent.
 	RemoveTags(ctx context.Context, batchID string, refs []string) error
 	// Tags returns the tags on each of refs, one slice per ref in the order
-	// given (empty when none), each ordered by batch id.
+	// given (empty when none), each ordered by batch id. The slices and
+	// their data are read-only: an engine may share them between calls.
 	Tags(ctx context.Context, refs []string) ([][]Tag, error)
 }
 

@@ -294,7 +294,15 @@ func (s *Service) ProductTags(ctx context.Context, refs []string) ([][]engine.Ta
 	case len(refs) > MaxTagRefs:
 		v.Addf("ids", "name at most %d products", MaxTagRefs)
 	}
-	keys := make([]string, len(refs))
+	// The engine's keys, "kind:id", are cut from one string: one allocation
+	// for the call, not one per ref. A field is named only when it is wrong.
+	size := 0
+	for _, r := range refs {
+		size += len(r) + len("product:")
+	}
+	var all strings.Builder
+	all.Grow(size)
+	ends := make([]int, len(refs))
 	for i, r := range refs {
 		kind, id, ok := strings.Cut(r, ":")
 		if !ok {
@@ -305,11 +313,21 @@ func (s *Service) ProductTags(ctx context.Context, refs []string) ([][]engine.Ta
 		default:
 			v.Addf(fmt.Sprintf("ids[%d]", i), "must be a product id, category:<id> or merchant:<id>")
 		}
-		coupon.ValidIdentifier(&v, fmt.Sprintf("ids[%d]", i), id, true)
-		keys[i] = kind + ":" + id
+		var one coupon.Validation
+		if coupon.ValidIdentifier(&one, "id", id, true); one.Err() != nil {
+			coupon.ValidIdentifier(&v, fmt.Sprintf("ids[%d]", i), id, true)
+		}
+		all.WriteString(kind)
+		all.WriteByte(':')
+		all.WriteString(id)
+		ends[i] = all.Len()
 	}
 	if err := v.Err(); err != nil {
 		return nil, err
+	}
+	joined, keys, start := all.String(), make([]string, len(refs)), 0
+	for i, end := range ends {
+		keys[i], start = joined[start:end], end
 	}
 	tags, err := s.engine.Tags(ctx, keys)
 	if err != nil {

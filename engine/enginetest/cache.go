@@ -223,6 +223,19 @@ func testTagsSetRemove(t *testing.T, e engine.Engine) {
 	require.Empty(t, got[1])
 	require.Equal(t, []engine.Tag{{BatchID: b2, Data: []byte(`{"n":2}`)}}, got[2])
 
+	// A batch between the two: the order holds, and a slice handed out
+	// before is not changed by it.
+	b15 := "b15-" + newBatchID()
+	require.NoError(t, e.SetTags(ctx, b15, []string{p1}, []byte(`{"n":15}`)))
+	again, err := e.Tags(ctx, []string{p1})
+	require.NoError(t, err)
+	require.Equal(t, []string{b1, b15, b2}, []string{again[0][0].BatchID, again[0][1].BatchID, again[0][2].BatchID})
+	require.Len(t, got[0], 2, "a slice handed out before")
+	require.NoError(t, e.RemoveTags(ctx, b15, []string{p1}))
+	again, err = e.Tags(ctx, []string{p1})
+	require.NoError(t, err)
+	require.Equal(t, got[0], again[0])
+
 	require.NoError(t, e.RemoveTags(ctx, b2, []string{p1, c1, p2}))
 	require.NoError(t, e.RemoveTags(ctx, b2, []string{p1}), "idempotent")
 	got, err = e.Tags(ctx, []string{p1, c1})

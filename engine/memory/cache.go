@@ -152,11 +152,16 @@ func (s *cacheShard) trim(now time.Time) {
 	}
 }
 
-// tagStore holds the tags: ref → batch → data.
+// tagStore holds the tags: ref → its tags, ordered by batch id. Reads are
+// the hot side (a product page asks for its badges; a batch tags or untags
+// its products twice in its life), so a ref's slice is replaced, never
+// changed in place, and Tags hands it out as it is.
 type tagStore struct {
 	mu sync.RWMutex
-	m  map[string]map[string][]byte
+	m  map[string][]engine.Tag
 }
+
+func compareTag(t engine.Tag, batchID string) int { return strings.Compare(t.BatchID, batchID) }
 
 // SetTags records batchID's tag on each ref.
 func (e *Engine) SetTags(_ context.Context, batchID string, refs []string, data []byte) error {
@@ -164,15 +169,19 @@ func (e *Engine) SetTags(_ context.Context, batchID string, refs []string, data 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
-		t.m = make(map[string]map[string][]byte)
+		t.m = make(map[string][]engine.Tag)
 	}
+	tag := engine.Tag{BatchID: batchID, Data: slices.Clone(data)}
 	for _, r := range refs {
-		m := t.m[r]
-		if m == nil {
-			m = make(map[string][]byte)
-			t.m[r] = m
+		old := t.m[r]
+		i, found := slices.BinarySearchFunc(old, batchID, compareTag)
+		tags := make([]engine.Tag, 0, len(old)+1)
+		tags = append(tags, old[:i]...)
+		tags = append(tags, tag)
+		if found {
+			i++
 		}
-		m[batchID] = slices.Clone(data)
+		t.m[r] = append(tags, old[i:]...)
 	}
 	return nil
 }
@@ -183,30 +192,32 @@ func (e *Engine) RemoveTags(_ context.Context, batchID string, refs []string) er
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, r := range refs {
-		if m := t.m[r]; m != nil {
-			delete(m, batchID)
-			if len(m) == 0 {
-				delete(t.m, r)
-			}
+		old := t.m[r]
+		i, found := slices.BinarySearchFunc(old, batchID, compareTag)
+		switch {
+		case !found:
+		case len(old) == 1:
+			delete(t.m, r)
+		default:
+			t.m[r] = slices.Concat(old[:i], old[i+1:])
 		}
 	}
 	return nil
 }
 
-// Tags returns the tags of each ref, by batch id.
+// Tags returns the tags of each ref, by batch id: the stored slices
+// themselves (see tagStore), an empty one for a ref without tags.
 func (e *Engine) Tags(_ context.Context, refs []string) ([][]engine.Tag, error) {
 	t := &e.tags
 	out := make([][]engine.Tag, len(refs))
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for i, r := range refs {
-		m := t.m[r]
-		tags := make([]engine.Tag, 0, len(m))
-		for b, d := range m {
-			tags = append(tags, engine.Tag{BatchID: b, Data: d})
+		if tags := t.m[r]; tags != nil {
+			out[i] = slices.Clip(tags)
+		} else {
+			out[i] = []engine.Tag{}
 		}
-		slices.SortFunc(tags, func(x, y engine.Tag) int { return strings.Compare(x.BatchID, y.BatchID) })
-		out[i] = tags
 	}
 	return out, nil
 }
