@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -70,24 +71,32 @@ func (h *handlers) registerClaims(api huma.API) {
 		return out, nil
 	})
 
+	// "My coupons" is the hottest read: its answer is written by hand
+	// (jsonwrite.go), the same bytes as encoding/json's at a fraction of
+	// the CPU. The schema stays ClaimList's.
+	claimList := api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[ClaimList](), true, "ClaimList")
 	huma.Register(api, huma.Operation{
 		OperationID: "list-user-claims", Method: http.MethodGet, Path: "/v1/users/{user_id}/claims", Tags: []string{"claims"},
 		Summary: "List a user's coupons", Description: "Ordered by expiry, soonest first; keyset-paginated.",
+		Responses: map[string]*huma.Response{"200": {Description: "OK", Content: map[string]*huma.MediaType{
+			"application/json": {Schema: claimList},
+		}}},
 	}, func(ctx context.Context, in *struct {
 		UserID  string `path:"user_id" maxLength:"128"`
 		Status  string `query:"status" enum:"available,locked,used,expired,refunded" doc:"only coupons in this status (as of now)"`
 		Limit   int    `query:"limit" minimum:"1" maximum:"100" default:"20"`
 		Cursor  string `query:"cursor" maxLength:"256" doc:"next_cursor of the previous page"`
 		History bool   `query:"history" doc:"list archived coupons too (used, expired and refunded long ago), in the same order; a cursor of either list continues either"`
-	}) (*struct{ Body ClaimList }, error) {
+	}) (*struct{ Body func(huma.Context) }, error) {
 		cs, next, err := h.svc.UserClaims(ctx, service.UserClaimQuery{UserID: in.UserID, Status: in.Status, Cursor: in.Cursor, Limit: in.Limit, History: in.History})
 		if err != nil {
 			return nil, problem(err, "query")
 		}
-		if cs == nil {
-			cs = []*coupon.Claim{}
-		}
-		return &struct{ Body ClaimList }{ClaimList{Items: cs, NextCursor: next}}, nil
+		b := appendClaimList(make([]byte, 0, 64+400*len(cs)), ClaimList{Items: cs, NextCursor: next})
+		return &struct{ Body func(huma.Context) }{func(ctx huma.Context) {
+			ctx.SetHeader("Content-Type", "application/json")
+			_, _ = ctx.BodyWriter().Write(b)
+		}}, nil
 	})
 
 	huma.Register(api, huma.Operation{
