@@ -44,16 +44,20 @@ func BenchmarkHTTPClaimRedis(b *testing.B) {
 // BenchmarkHTTPUserClaims reads "my coupons" of 1,000 users holding three
 // coupons each, over HTTP, on the embedded default and with the Redis
 // engine (whose cache then lives in Redis).
-func BenchmarkHTTPUserClaims(b *testing.B) {
+func BenchmarkHTTPUserClaims(b *testing.B) { onEachEngine(b, userClaimsLoad) }
+
+// onEachEngine runs load on an instance of the embedded default and on one
+// with the Redis engine, as sub-benchmarks engine=memory and engine=redis.
+func onEachEngine(b *testing.B, load func(*testing.B, *app.App)) {
 	b.Run("engine=memory", func(b *testing.B) {
 		a := boot(&testing.T{}, b.TempDir())
 		defer a.Close()
-		userClaimsLoad(b, a)
+		load(b, a)
 	})
 	b.Run("engine=redis", func(b *testing.B) {
 		a := bootRedis(b)
 		defer a.Close()
-		userClaimsLoad(b, a)
+		load(b, a)
 	})
 }
 
@@ -76,18 +80,7 @@ func userClaimsLoad(b *testing.B, a *app.App) {
 // BenchmarkHTTPProductTags reads the badges of 20 products a request, over
 // HTTP from 32 clients, on the embedded default and with the Redis engine:
 // two batches tag products p0…p999.
-func BenchmarkHTTPProductTags(b *testing.B) {
-	b.Run("engine=memory", func(b *testing.B) {
-		a := boot(&testing.T{}, b.TempDir())
-		defer a.Close()
-		productTagsLoad(b, a)
-	})
-	b.Run("engine=redis", func(b *testing.B) {
-		a := bootRedis(b)
-		defer a.Close()
-		productTagsLoad(b, a)
-	})
-}
+func BenchmarkHTTPProductTags(b *testing.B) { onEachEngine(b, productTagsLoad) }
 
 func productTagsLoad(b *testing.B, a *app.App) {
 	c := newClient(&testing.T{}, a)
