@@ -44,6 +44,14 @@ func (w *where) eq(col, v string) {
 	}
 }
 
+// sparse is eq for a column whose index leaves '' out (migration 00012):
+// the query repeats the index's predicate so that SQLite may use it.
+func (w *where) sparse(col, v string) {
+	if v != "" {
+		w.add(col+" = ? AND "+col+" <> ''", v)
+	}
+}
+
 func (w *where) String() string {
 	if len(w.terms) == 0 {
 		return "1"
@@ -59,11 +67,11 @@ func (w *where) String() string {
 func (s *Store) SearchClaims(ctx context.Context, f store.ClaimSearch) ([]*coupon.Claim, error) {
 	var w where
 	w.eq("batch_id", f.BatchID)
-	w.eq("merchant_id", f.MerchantID)
+	w.sparse("merchant_id", f.MerchantID)
 	w.eq("user_id", f.UserID)
-	w.eq("phone", f.Phone)
+	w.sparse("phone", f.Phone)
 	w.eq("code", f.Code)
-	w.eq("channel", f.Channel)
+	w.sparse("channel", f.Channel)
 	now := f.Now
 	if now.IsZero() {
 		now = s.now()
