@@ -44,7 +44,7 @@ func (w *where) eq(col, v string) {
 	}
 }
 
-// sparse is eq for a column whose index leaves ” out (migration 00012):
+// sparse is eq for a column whose index leaves the empty value out (00012):
 // the query repeats the index's predicate so that SQLite may use it.
 func (w *where) sparse(col, v string) {
 	if v != "" {
