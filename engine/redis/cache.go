@@ -31,10 +31,10 @@ func (e *Engine) userKeys(user string) []string {
 
 func (e *Engine) tagKey(ref string) string { return e.prefix + ":tag:{" + ref + "}" }
 
-// GetUserClaims reads the value and the version in one MGET (one slot).
+// GetUserClaims reads the value and the version in one MGET (one slot),
+// sent with the reads of concurrent callers (userreads.go).
 func (e *Engine) GetUserClaims(ctx context.Context, userID string) ([]byte, int64, bool, error) {
-	k := e.userKeys(userID)
-	res, err := e.client.MGet(ctx, k[1], k[0]).Result()
+	res, err := e.getUser(ctx, userID)
 	if err != nil {
 		return nil, 0, false, fail("get user claims", err)
 	}

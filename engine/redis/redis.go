@@ -61,6 +61,7 @@ type Engine struct {
 	client goredis.UniversalClient
 	prefix string
 	owned  bool // Close closes the client: Open made it
+	reads  userReads
 }
 
 // Options tune an Engine.
@@ -498,8 +499,10 @@ func (e *Engine) Unlock(ctx context.Context, name, token string) error {
 	return nil
 }
 
-// Close closes the client if Open made it.
+// Close stops the senders of "my coupons" reads and closes the client if
+// Open made it.
 func (e *Engine) Close() error {
+	e.closeUserReads()
 	if !e.owned {
 		return nil
 	}
